@@ -1,0 +1,235 @@
+"""The ``alert-sidecar`` command.
+
+``alert-sidecar --in BUFFER --out BUFFER --worker HOST:PORT`` runs one stage;
+``alert-sidecar kafka up|status|down`` manages a local Kafka for development.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+
+import click
+
+from . import __version__
+from .buffers import parse_buffer
+from .config import ENV_PREFIX, default_dead_letter, default_group, load_config_file, parse_pairs, parse_routes, stats_path
+from .exceptions import ConfigError, SidecarError
+from .formats import AUTO, FORMATS
+from .retries import RetryPolicy
+from .stage import Stage, StageConfig
+
+log = logging.getLogger("alert_sidecar")
+
+BUFFER = "kafka://HOST:PORT[,HOST:PORT]/TOPIC"
+
+
+def _load_config(ctx: click.Context, _param, value):
+    if value:
+        try:
+            ctx.default_map = {**(ctx.default_map or {}), **load_config_file(value)}
+        except ConfigError as err:
+            raise click.BadParameter(str(err)) from None
+    return value
+
+
+def setup_logging(level: str) -> None:
+    # One line per event, UTC, key=value pairs after the message: easy to grep
+    # and to ship to a log store.
+    logging.Formatter.converter = __import__("time").gmtime
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+        stream=sys.stderr,
+    )
+
+
+EPILOG = f"""
+Buffers are Kafka topics named as {BUFFER}; each may be on its own cluster.
+Every option can also be set by an environment variable {ENV_PREFIX}_<OPTION>
+(e.g. {ENV_PREFIX}_IN, {ENV_PREFIX}_WORKER="host:1 host:2") or in the TOML file
+given with --config.
+
+\b
+Other commands:
+  alert-sidecar kafka up [--brokers N]   start a local Kafka (KRaft) for development
+  alert-sidecar kafka status             show it
+  alert-sidecar kafka down               stop it and delete its data
+
+\b
+Exit codes: 0 stopped cleanly; 2 bad option or config; 3 Kafka unreachable or
+topic missing; 4 worker unreachable, incompatible or broke the contract;
+5 an output could not be written.
+"""
+
+
+@click.command(
+    context_settings={"auto_envvar_prefix": ENV_PREFIX, "help_option_names": ["-h", "--help"],
+                      "max_content_width": 100},
+    epilog=EPILOG,
+)
+@click.option("--config", type=click.Path(dir_okay=False), callback=_load_config, is_eager=True, expose_value=False,
+              help="TOML file with any of these options as keys (lower precedence than flags and environment).")
+@click.option("--in", "input_", required=True, envvar=f"{ENV_PREFIX}_IN", metavar="BUFFER", help=f"Input buffer, {BUFFER}.")
+@click.option("--out", "output", required=True, metavar="BUFFER", help="Default output buffer for the worker's outputs.")
+@click.option("--worker", "workers", multiple=True, envvar=f"{ENV_PREFIX}_WORKER", metavar="HOST:PORT",
+              help="Address of a gRPC worker; repeat to share the load over several. Not needed with -- COMMAND.")
+@click.option("--group", metavar="NAME",
+              help="Consumer group. Instances with the same group share the input's partitions. "
+                   "[default: alert-sidecar.<in topic>.<out topic>]")
+@click.option("--dead-letter", metavar="BUFFER",
+              help="Buffer for alerts that cannot be processed, with the reason in headers. "
+                   "[default: <in topic>.dead-letter on the input cluster]")
+@click.option("--route", "routes", multiple=True, envvar=f"{ENV_PREFIX}_ROUTE", metavar="NAME=BUFFER",
+              help="Bind an output route the worker names to a buffer; repeatable.")
+@click.option("--kafka-config", "kafka_config", multiple=True, metavar="KEY=VALUE",
+              help="librdkafka setting for every Kafka client (e.g. security.protocol=SASL_SSL); repeatable.")
+@click.option("--in-format", type=click.Choice([AUTO, *FORMATS]), default=AUTO, show_default=True,
+              help="What input alerts are; 'auto' tells Avro container (ZTF), Confluent wire format (Rubin) "
+                   "and JSON apart by their first bytes.")
+@click.option("--start-from", type=click.Choice(["earliest", "latest"]), default="earliest", show_default=True,
+              help="Where a group with no committed offset starts reading.")
+@click.option("--batch-size", type=click.IntRange(1, 100000), default=100, show_default=True,
+              help="Most alerts per call to a worker (a worker may ask for fewer).")
+@click.option("--max-in-flight", type=click.IntRange(1, 1000), default=4, show_default=True,
+              help="Most batches in flight per worker.")
+@click.option("--max-buffered", type=click.IntRange(1), default=20000, show_default=True,
+              help="Alerts held in memory before fetching pauses.")
+@click.option("--max-buffered-mb", type=click.IntRange(1), default=256, show_default=True,
+              help="Megabytes of alerts held in memory before fetching pauses.")
+@click.option("--max-retries", type=click.IntRange(0), default=5, show_default=True,
+              help="Retries of an alert answered RETRY before it is dead-lettered.")
+@click.option("--retry-backoff", type=click.FloatRange(0), default=0.5, show_default=True,
+              help="Seconds before the first retry; doubles each time, at most 30 s.")
+@click.option("--worker-timeout", type=click.FloatRange(0.1), default=30.0, show_default=True,
+              help="Seconds a worker has to answer one batch before the call counts as failed.")
+@click.option("--worker-wait", type=click.FloatRange(0), default=30.0, show_default=True,
+              help="Seconds to wait at start for the workers to be healthy before giving up.")
+@click.option("--drain-timeout", type=click.FloatRange(0), default=30.0, show_default=True,
+              help="Seconds to finish in-flight alerts on SIGTERM/SIGINT before committing and exiting.")
+@click.option("--worker-processes", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="With -- COMMAND: how many copies of the worker to start, each on its own port.")
+@click.option("--create-topics/--no-create-topics", default=True, show_default=True,
+              help="Create missing output and dead-letter topics, with the input's partition count.")
+@click.option("--progress-interval", type=click.FloatRange(0.1), default=10.0, show_default=True,
+              help="Seconds between progress lines.")
+@click.option("--stats-file", type=click.Path(dir_okay=False), default=None,
+              help="Write the final counters to this JSON file on exit.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              show_default=True)
+@click.version_option(__version__, prog_name="alert-sidecar")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[-- COMMAND...]")
+def run(input_, output, workers, group, dead_letter, routes, kafka_config, in_format, start_from, batch_size,
+        max_in_flight, max_buffered, max_buffered_mb, max_retries, retry_backoff, worker_timeout, worker_wait,
+        drain_timeout, worker_processes, create_topics, progress_interval, stats_file, log_level, command):
+    """Run one stage: consume BUFFER --in, call the worker, produce to --out.
+
+    Alerts are committed only once every output (or their dead letter) is
+    acknowledged by Kafka: at least once, never lost.
+
+    After --, a command that starts the worker: the sidecar runs it (with
+    ALERT_WORKER_PORT set to a free port), waits until it is healthy, restarts
+    it if it dies, and stops it on exit. Example:
+
+      alert-sidecar --in kafka://localhost:9092/alerts --out kafka://localhost:9092/bright -- python filter.py
+    """
+    setup_logging(log_level)
+    try:
+        in_buffer = parse_buffer(input_, what="--in")
+        out_buffer = parse_buffer(output, what="--out")
+        if command and workers:
+            raise ConfigError("give either --worker addresses or a worker command after --, not both")
+        if not command and not workers:
+            raise ConfigError("no worker: give --worker HOST:PORT, or a command after -- that starts one")
+        config = StageConfig(
+            input=in_buffer,
+            output=out_buffer,
+            group=group or default_group(in_buffer, out_buffer),
+            workers=[_check_address(w) for w in workers],
+            dead_letter=parse_buffer(dead_letter, what="--dead-letter") if dead_letter else default_dead_letter(in_buffer),
+            routes=parse_routes(routes),
+            kafka_config=parse_pairs(kafka_config, "--kafka-config"),
+            in_format=in_format,
+            batch_size=batch_size,
+            max_in_flight=max_in_flight,
+            max_buffered_alerts=max_buffered,
+            max_buffered_bytes=max_buffered_mb * 1024 * 1024,
+            retry=RetryPolicy(max_retries=max_retries, base_backoff_s=retry_backoff),
+            worker_timeout=worker_timeout,
+            worker_wait=worker_wait,
+            drain_timeout=drain_timeout,
+            start_from=start_from,
+            create_topics=create_topics,
+            progress_interval=progress_interval,
+            stats_file=stats_path(stats_file),
+        )
+        supervisor = None
+        if command:
+            from .worker_process import Supervisor
+
+            supervisor = Supervisor(list(command), worker_processes)
+            config.workers = supervisor.addresses
+        sys.exit(_run_stage(config, supervisor))
+    except SidecarError as err:
+        click.echo(f"alert-sidecar: error: {err}", err=True)
+        sys.exit(err.exit_code)
+
+
+def _check_address(address: str) -> str:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"--worker {address!r} is not HOST:PORT (e.g. localhost:50051)")
+    return address
+
+
+def _run_stage(config: StageConfig, supervisor) -> int:
+    stage = Stage(config, supervisor=supervisor)
+    interrupted = []
+
+    def on_signal(signum, _frame):
+        if interrupted:
+            log.warning("second signal: exiting now; unfinished alerts stay uncommitted")
+            os._exit(130)
+        interrupted.append(signum)
+        log.info("stopping signal=%s; draining in-flight alerts (up to %g s)",
+                 signal.Signals(signum).name, config.drain_timeout)
+        stage.request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        if supervisor is not None:
+            supervisor.start()
+        stage.run()
+    finally:
+        if supervisor is not None:
+            supervisor.stop()
+    return 0
+
+
+SUBCOMMANDS = {}
+
+
+def _subcommands() -> dict[str, click.Command]:
+    if not SUBCOMMANDS:
+        from .kafka_commands import kafka_group
+
+        SUBCOMMANDS["kafka"] = kafka_group
+    return SUBCOMMANDS
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: a subcommand by name, else the stage itself."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("kafka",):
+        command = _subcommands()[args[0]]
+        command.main(args=args[1:], prog_name=f"alert-sidecar {args[0]}")
+    else:
+        run.main(args=args, prog_name="alert-sidecar")
+
+
+if __name__ == "__main__":
+    main()

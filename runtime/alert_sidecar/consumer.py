@@ -1,0 +1,153 @@
+"""Consuming the input buffer as a member of a consumer group.
+
+Offsets are never committed automatically: the stage commits only what the
+ledger (offsets.py) says is finished. Partitions are shared with the other
+members of the group by Kafka's cooperative-sticky assignor, so a member that
+joins or leaves moves only the partitions that must move.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from .buffers import Buffer
+from .exceptions import KafkaUnreachable
+
+log = logging.getLogger("alert_sidecar.consumer")
+
+# How long to wait for the cluster's metadata before saying it is unreachable.
+METADATA_TIMEOUT_S = 10.0
+
+
+def consumer_config(buffer: Buffer, group: str, start_from: str, extra: dict[str, str]) -> dict:
+    config = {
+        "bootstrap.servers": buffer.bootstrap,
+        "group.id": group,
+        # The stage commits itself, only finished offsets (offsets.py).
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        # Where a group with no committed offset starts: "earliest" so that a
+        # new stage reads the whole rolling buffer rather than skip it.
+        "auto.offset.reset": start_from,
+        # Move only the partitions that must move when members join or leave.
+        "partition.assignment.strategy": "cooperative-sticky",
+        # A member that dies loses its partitions after 10 s rather than
+        # librdkafka's 45 s: a stage of a 60 s latency budget cannot wait longer.
+        "session.timeout.ms": 10000,
+        "heartbeat.interval.ms": 3000,
+        # Bounds what librdkafka prefetches (its default is 64 MB): the stage
+        # holds fetched alerts itself and pauses when it holds too many.
+        "queued.max.messages.kbytes": 32768,
+        "error_cb": _log_kafka_error,
+    }
+    config.update(extra)
+    return config
+
+
+def _log_kafka_error(err: KafkaError) -> None:
+    # librdkafka reconnects by itself; these lines say why nothing moves meanwhile.
+    log.warning("kafka problem side=input code=%s reason=%r", err.name(), err.str())
+
+
+class InputConsumer:
+    """The stage's consumer of its input buffer."""
+
+    def __init__(self, buffer: Buffer, group: str, start_from: str, extra: dict[str, str]) -> None:
+        self.buffer = buffer
+        self._consumer = Consumer(consumer_config(buffer, group, start_from, extra))
+        self.paused: set[tuple[str, int]] = set()
+
+    def check_reachable(self) -> int:
+        """The input topic's partition count; raise KafkaUnreachable when the cluster or topic is missing."""
+        try:
+            metadata = self._consumer.list_topics(self.buffer.topic, timeout=METADATA_TIMEOUT_S)
+        except KafkaException as exc:
+            raise KafkaUnreachable(
+                f"cannot reach Kafka at {self.buffer.bootstrap} (input buffer {self.buffer}) within "
+                f"{METADATA_TIMEOUT_S:g} s: {exc.args[0].str() if exc.args else exc}; is the broker running? "
+                "(`alert-sidecar kafka up` starts a local one)"
+            ) from None
+        topic = metadata.topics.get(self.buffer.topic)
+        if topic is None or topic.error is not None or not topic.partitions:
+            raise KafkaUnreachable(
+                f"input buffer {self.buffer} does not exist: create the topic first, or check --in"
+            )
+        return len(topic.partitions)
+
+    def subscribe(self, on_assign: Callable, on_revoke: Callable, on_lost: Callable) -> None:
+        self._consumer.subscribe(
+            [self.buffer.topic],
+            on_assign=lambda c, parts: on_assign(parts),
+            on_revoke=lambda c, parts: on_revoke(parts),
+            on_lost=lambda c, parts: on_lost(parts),
+        )
+
+    def fetch(self, max_messages: int, timeout: float) -> list:
+        """Up to ``max_messages`` alerts; errors are logged, end-of-partition events dropped."""
+        messages = self._consumer.consume(num_messages=max_messages, timeout=timeout)
+        alerts = []
+        for message in messages:
+            err = message.error()
+            if err is None:
+                alerts.append(message)
+            elif err.code() != KafkaError._PARTITION_EOF:
+                log.warning("kafka problem side=input code=%s reason=%r", err.name(), err.str())
+        return alerts
+
+    def pause(self, partitions: list[tuple[str, int]]) -> None:
+        todo = [p for p in partitions if p not in self.paused]
+        if todo:
+            self._consumer.pause([TopicPartition(t, p) for t, p in todo])
+            self.paused.update(todo)
+
+    def resume(self, partitions: list[tuple[str, int]]) -> None:
+        todo = [p for p in partitions if p in self.paused]
+        if todo:
+            self._consumer.resume([TopicPartition(t, p) for t, p in todo])
+            self.paused.difference_update(todo)
+
+    def forget(self, partitions: list[tuple[str, int]]) -> None:
+        self.paused.difference_update(partitions)
+
+    def commit(self, offsets: dict[tuple[str, int], int], asynchronous: bool) -> list[tuple[tuple[str, int], int]]:
+        """Commit next-to-read offsets; return those the cluster accepted (all, when asynchronous)."""
+        if not offsets:
+            return []
+        parts = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        if asynchronous:
+            self._consumer.commit(offsets=parts, asynchronous=True)
+            return list(offsets.items())
+        try:
+            answered = self._consumer.commit(offsets=parts, asynchronous=False)
+        except KafkaException as exc:
+            log.warning("commit failed reason=%r; the alerts after the last commit will be read again", str(exc))
+            return []
+        return [((tp.topic, tp.partition), tp.offset) for tp in answered or [] if tp.error is None]
+
+    def lag(self, positions: dict[tuple[str, int], int | None]) -> int:
+        """Alerts in the buffer not yet fetched, from cached high watermarks (no broker round trip)."""
+        total = 0
+        for (topic, partition), position in positions.items():
+            try:
+                _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+            except KafkaException:
+                continue
+            if high >= 0 and position is not None and position >= 0:
+                total += max(0, high - position)
+        return total
+
+    def position(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int | None]:
+        try:
+            answered = self._consumer.position([TopicPartition(t, p) for t, p in partitions])
+        except KafkaException:
+            return {}
+        return {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None) for tp in answered}
+
+    def close(self) -> None:
+        try:
+            self._consumer.close()
+        except (KafkaException, RuntimeError) as exc:
+            log.warning("consumer close failed reason=%r", str(exc))

@@ -45,6 +45,9 @@ def setup_logging(level: str) -> None:
         datefmt="%Y-%m-%dT%H:%M:%S",
         stream=sys.stderr,
     )
+    # gRPC logs a traceback when a worker's answer does not parse; the stage
+    # reports that itself, in one line that says what to do.
+    logging.getLogger("grpc._common").setLevel(logging.CRITICAL)
 
 
 EPILOG = f"""
@@ -119,7 +122,7 @@ topic missing; 4 worker unreachable, incompatible or broke the contract;
 @click.option("--stats-file", type=click.Path(dir_okay=False), default=None,
               help="Write the final counters to this JSON file on exit.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
-              show_default=True)
+              show_default=True, help="Least important log lines to print (on stderr, one line per event).")
 @click.version_option(__version__, prog_name="alert-sidecar")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[-- COMMAND...]")
 def run(input_, output, workers, group, dead_letter, routes, kafka_config, in_format, start_from, batch_size,

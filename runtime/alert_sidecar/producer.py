@@ -14,6 +14,7 @@ buffer. Keyed records follow Kafka's usual murmur2 hashing of the key.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -41,6 +42,9 @@ def producer_config(bootstrap: str, extra: dict[str, str]) -> dict:
         "linger.ms": 5,
         # The same key lands in the same partition as with Kafka's Java clients.
         "partitioner": "murmur2_random",
+        # Only prepare() creates topics, with the partition count it chose; a
+        # broker's auto-creation would give them its own default instead.
+        "allow.auto.create.topics": False,
         "error_cb": _log_kafka_error,
     }
     config.update(extra)
@@ -84,15 +88,9 @@ class Outputs:
         buffer = output.buffer
         what = "dead-letter buffer" if output.name == "dead-letter" else (
             f"route {output.name!r}" if output.name else "output buffer")
-        try:
-            metadata = output.producer.list_topics(buffer.topic, timeout=METADATA_TIMEOUT_S)
-        except KafkaException as exc:
-            raise KafkaUnreachable(
-                f"cannot reach Kafka at {buffer.bootstrap} ({what} {buffer}) within {METADATA_TIMEOUT_S:g} s: "
-                f"{exc.args[0].str() if exc.args else exc}; is the broker running?"
-            ) from None
+        metadata = self._metadata(output, what)
         topic = metadata.topics.get(buffer.topic)
-        if topic is not None and topic.error is None and topic.partitions:
+        if topic is not None and topic.partitions:
             return len(topic.partitions)
         if not create_missing:
             raise KafkaUnreachable(f"{what} {buffer} does not exist: create it, or drop --no-create-topics")
@@ -101,12 +99,29 @@ class Outputs:
         future = admin.create_topics([NewTopic(buffer.topic, partitions, replication)])[buffer.topic]
         try:
             future.result(timeout=METADATA_TIMEOUT_S)
+            log.info("created topic buffer=%s partitions=%d replication=%d", buffer, partitions, replication)
         except KafkaException as exc:
             err = exc.args[0]
-            if err.code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            if err.code() != KafkaError.TOPIC_ALREADY_EXISTS:  # another instance of the stage made it first
                 raise KafkaUnreachable(f"{what} {buffer} does not exist and creating it failed: {err.str()}") from None
-        log.info("created topic buffer=%s partitions=%d replication=%d", buffer, partitions, replication)
-        return partitions
+        # Wait until this producer's own metadata knows the topic, so that the
+        # first record does not meet an unknown partition.
+        deadline = time.monotonic() + METADATA_TIMEOUT_S
+        while time.monotonic() < deadline:
+            topic = self._metadata(output, what).topics.get(buffer.topic)
+            if topic is not None and topic.partitions and topic.error is None:
+                return len(topic.partitions)
+            time.sleep(0.1)
+        raise KafkaUnreachable(f"{what} {buffer} was created but its partitions have no leader yet; try again")
+
+    def _metadata(self, output: OutputBuffer, what: str):
+        try:
+            return output.producer.list_topics(output.buffer.topic, timeout=METADATA_TIMEOUT_S)
+        except KafkaException as exc:
+            raise KafkaUnreachable(
+                f"cannot reach Kafka at {output.buffer.bootstrap} ({what} {output.buffer}) within "
+                f"{METADATA_TIMEOUT_S:g} s: {exc.args[0].str() if exc.args else exc}; is the broker running?"
+            ) from None
 
     def produce(
         self,

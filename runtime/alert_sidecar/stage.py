@@ -115,6 +115,7 @@ class Stage:
         self._accepts: list[str] = []
         self._stop_requested = False
         self._fatal: BaseException | None = None
+        self._broken = False  # a worker broke the contract or an output failed: settle nothing more
         self._paused_all = False
         self._rotation = 0
         self._next_commit = 0.0
@@ -153,6 +154,7 @@ class Stage:
                 self._step()
         except (WorkerError, OutputFailed):
             drain = False  # never send more to a broken worker; commit what is finished
+            self._broken = True
             raise
         finally:
             self._close(drain=drain)
@@ -511,7 +513,7 @@ class Stage:
             ledgers = [self.ledgers[k] for k in keys if k in self.ledgers]
             if all(l.unfinished == 0 for l in ledgers):
                 return True
-            if self._fatal is not None or self.pool.fatal is not None:
+            if self._broken or self._fatal is not None or self.pool.fatal is not None:
                 return False
             self._dispatch()
             self._collect(timeout=0.01)

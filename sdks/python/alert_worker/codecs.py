@@ -1,0 +1,319 @@
+"""The formats alerts travel in, as pure functions: bytes in, Python values out, and back.
+
+Nothing here knows gRPC or Kafka. ``Alert.json()``, ``Alert.avro()`` and
+``Alert.decode()`` call these functions; tests and tools may call them
+directly.
+
+The formats, named by the media types of the contract (``Alert.content_type``):
+
+- ``application/json``: a JSON document. Integers stay exact Python ints,
+  so 64-bit alert ids (``diaSourceId``, ``candid``) survive a round trip.
+- ``application/vnd.apache.avro+confluent``: the Confluent wire format, Rubin's
+  form. Byte 0 is the magic byte 0, bytes 1 to 4 a big-endian schema id, the
+  rest a schemaless Avro body. The schema comes from a ``SchemaResolver``; the
+  default one is Rubin's registry shipped in ``lsst-alert-packet``.
+- ``application/vnd.apache.avro.ocf``: an Avro Object Container File with its
+  schema inside, ZTF's form. One Kafka record holds one alert, so the first
+  record of the file is the alert.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import decimal
+import io
+import json
+import math
+import struct
+import threading
+import uuid
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+import fastavro
+
+from .exceptions import AlertDecodeError, MissingDependencyError, UnknownSchemaError
+
+__all__ = [
+    "JSON",
+    "AVRO_CONFLUENT",
+    "AVRO_OCF",
+    "OCTET_STREAM",
+    "media_type",
+    "decode_json",
+    "encode_json",
+    "split_confluent",
+    "decode_confluent",
+    "encode_confluent",
+    "decode_ocf",
+    "SchemaResolver",
+    "MappingSchemaResolver",
+    "RubinSchemaResolver",
+    "rubin_resolver",
+]
+
+JSON = "application/json"
+AVRO_CONFLUENT = "application/vnd.apache.avro+confluent"
+AVRO_OCF = "application/vnd.apache.avro.ocf"
+OCTET_STREAM = "application/octet-stream"
+
+# Confluent wire format: magic byte 0, then the schema id as a 4-byte
+# big-endian integer (Confluent's serializers document it as such).
+_CONFLUENT_MAGIC = 0
+_CONFLUENT_HEADER = struct.Struct(">BI")
+
+
+def media_type(content_type: str) -> str:
+    """The bare media type of a content type: parameters dropped, lower case.
+
+    ``"Application/JSON; charset=utf-8"`` gives ``"application/json"``.
+    """
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+# --- JSON -------------------------------------------------------------------
+
+
+def decode_json(data: bytes) -> Any:
+    """Decode a JSON document (UTF-8, -16 or -32). Integers stay exact Python ints."""
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise AlertDecodeError(f"the value is not a JSON document: {exc}") from exc
+
+
+def encode_json(value: Any) -> bytes:
+    """Encode a value as compact UTF-8 JSON that any language's reader accepts.
+
+    Integers are written exactly, whatever their size. Values JSON has no form
+    for are written as what a decoded alert usually means by them:
+
+    - bytes (cutout stamps) as base64 strings;
+    - datetimes, dates and times (Avro timestamp logical types) as ISO 8601;
+    - decimals and UUIDs as strings;
+    - numpy scalars and arrays as numbers and lists;
+    - NaN and infinities as ``null``: they are not JSON, and readers in other
+      languages (Jackson, jsonlite) reject them or turn them into strings.
+    """
+    try:
+        text = json.dumps(value, allow_nan=False, default=_json_default, ensure_ascii=False,
+                          separators=(",", ":"))
+    except ValueError:
+        # Only a non-finite float gets here (json refuses them with allow_nan
+        # off); floats never reach ``default``, so they are replaced by a walk
+        # that costs nothing on the common, finite path above.
+        text = json.dumps(_finite(value), allow_nan=False, default=_json_default,
+                          ensure_ascii=False, separators=(",", ":"))
+    return text.encode("utf-8")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return base64.b64encode(obj).decode("ascii")
+    if isinstance(obj, (datetime.datetime, datetime.date, datetime.time)):
+        return obj.isoformat()
+    if isinstance(obj, (decimal.Decimal, uuid.UUID)):
+        return str(obj)
+    if isinstance(obj, (set, frozenset)):
+        return list(obj)
+    tolist = getattr(obj, "tolist", None)  # numpy scalars and arrays
+    if callable(tolist):
+        return _finite(tolist())
+    raise TypeError(f"a {type(obj).__name__} cannot be written as JSON")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+# --- Avro, Confluent wire format ----------------------------------------------
+
+
+def split_confluent(data: bytes) -> tuple[int, bytes]:
+    """Split Confluent wire-format bytes into ``(schema_id, avro_body)``."""
+    if len(data) < _CONFLUENT_HEADER.size:
+        raise AlertDecodeError(
+            f"the value is {len(data)} bytes, too short for the Confluent wire format "
+            f"(a magic byte 0, a 4-byte schema id, then the Avro body)")
+    magic, schema_id = _CONFLUENT_HEADER.unpack_from(data)
+    if magic != _CONFLUENT_MAGIC:
+        raise AlertDecodeError(
+            f"the value is not in the Confluent wire format: its first byte is 0x{magic:02x}, "
+            f"not the magic byte 0x00")
+    return schema_id, bytes(data[_CONFLUENT_HEADER.size:])
+
+
+def decode_confluent(data: bytes, resolver: SchemaResolver | None = None) -> Any:
+    """Decode Confluent wire-format bytes with the writer schema ``resolver`` gives for their id.
+
+    ``resolver`` defaults to Rubin's registry (``rubin_resolver()``). Raises
+    ``UnknownSchemaError`` for an id the resolver does not know and
+    ``AlertDecodeError`` when the body does not match its schema.
+    """
+    schema_id, body = split_confluent(data)
+    schema = (resolver or rubin_resolver()).schema(schema_id)
+    buffer = io.BytesIO(body)
+    try:
+        record = fastavro.schemaless_reader(buffer, schema)
+    except Exception as exc:  # fastavro raises EOFError, ValueError, UnicodeDecodeError, ...
+        raise AlertDecodeError(
+            f"the Avro body does not decode with schema id {schema_id}: "
+            f"{type(exc).__name__}: {exc}") from exc
+    left = len(body) - buffer.tell()
+    if left:
+        # A body written with another schema than its id names can decode
+        # without an error into garbage; bytes left over are the tell-tale.
+        raise AlertDecodeError(
+            f"{left} bytes are left after decoding the Avro body with schema id {schema_id}: "
+            f"the record was not written with that schema")
+    return record
+
+
+def encode_confluent(record: Any, schema: Any, schema_id: int) -> bytes:
+    """Encode a record in the Confluent wire format with a schema and the id it is registered under.
+
+    ``schema`` is an Avro schema as a dict (parsed or not, as fastavro takes it).
+    """
+    if not 0 <= schema_id < 2**32:
+        raise ValueError(f"a Confluent schema id is 4 bytes unsigned; {schema_id} is out of range")
+    buffer = io.BytesIO()
+    buffer.write(_CONFLUENT_HEADER.pack(_CONFLUENT_MAGIC, schema_id))
+    fastavro.schemaless_writer(buffer, schema, record)
+    return buffer.getvalue()
+
+
+# --- Avro, object container file ---------------------------------------------
+
+
+def decode_ocf(data: bytes) -> Any:
+    """Decode the first record of an Avro Object Container File (one ZTF alert per file)."""
+    try:
+        reader = fastavro.reader(io.BytesIO(data))
+        return next(reader)
+    except StopIteration:
+        raise AlertDecodeError("the Avro container file holds no record") from None
+    except Exception as exc:  # fastavro raises ValueError, EOFError, SchemaParseException, ...
+        raise AlertDecodeError(
+            f"the value is not a readable Avro container file: {type(exc).__name__}: {exc}") from exc
+
+
+# --- Schema resolvers ---------------------------------------------------------
+
+
+@runtime_checkable
+class SchemaResolver(Protocol):
+    """Finds the Avro writer schema of a Confluent wire-format schema id.
+
+    Implementations must be safe to call from several threads, and should
+    cache: they are called once per alert.
+    """
+
+    def schema(self, schema_id: int) -> Any:
+        """The parsed (``fastavro.parse_schema``) schema for ``schema_id``.
+
+        Raises ``UnknownSchemaError`` when the id is not known.
+        """
+        ...
+
+
+class MappingSchemaResolver:
+    """A resolver over a fixed mapping of ids to Avro schemas (for streams other than Rubin's, and tests)."""
+
+    def __init__(self, schemas: Mapping[int, Any]) -> None:
+        self._parsed = {int(schema_id): fastavro.parse_schema(schema) for schema_id, schema in schemas.items()}
+
+    def schema(self, schema_id: int) -> Any:
+        try:
+            return self._parsed[schema_id]
+        except KeyError:
+            known = ", ".join(str(i) for i in sorted(self._parsed)) or "none"
+            raise UnknownSchemaError(f"schema id {schema_id} is not one of this resolver's ids ({known})") from None
+
+
+class RubinSchemaResolver:
+    """Rubin's schema registry, from the ``lsst-alert-packet`` package.
+
+    Rubin's ids encode the schema version: 701 is 7.1, 1101 is 11.1. The
+    package is imported, and its schemas loaded, on the first call (about 0.7 s
+    for every version); each parsed schema is kept for the life of the process.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._registry: Any = None
+        self._parsed: dict[int, Any] = {}
+
+    def schema(self, schema_id: int) -> Any:
+        parsed = self._parsed.get(schema_id)
+        if parsed is not None:
+            return parsed
+        with self._lock:
+            parsed = self._parsed.get(schema_id)
+            if parsed is None:
+                registry = self._load()
+                if schema_id not in registry.known_ids:
+                    known = ", ".join(str(i) for i in sorted(registry.known_ids))
+                    raise UnknownSchemaError(
+                        f"schema id {schema_id} is not a Rubin schema known to lsst-alert-packet "
+                        f"{_package_version()} (known ids: {known}): upgrade lsst-alert-packet, "
+                        f"or give the worker a schema_resolver that knows it")
+                parsed = fastavro.parse_schema(registry.get_by_id(schema_id).definition)
+                self._parsed[schema_id] = parsed
+        return parsed
+
+    def schema_id(self, version: str) -> int:
+        """The registry id of a schema version such as ``"7.1"``."""
+        with self._lock:
+            registry = self._load()
+        try:
+            return int(registry.get_by_version(version).get_schema_id())
+        except KeyError:
+            known = ", ".join(sorted(registry.known_versions, key=_version_key))
+            raise UnknownSchemaError(
+                f"{version!r} is not a Rubin schema version known to lsst-alert-packet "
+                f"{_package_version()} (known: {known})") from None
+
+    def _load(self) -> Any:
+        if self._registry is None:
+            try:
+                from lsst.alert.packet import SchemaRegistry
+            except ImportError as exc:
+                raise MissingDependencyError(
+                    "decoding Rubin alerts (application/vnd.apache.avro+confluent) needs the "
+                    "lsst-alert-packet package, which is not installed: pip install lsst-alert-packet, "
+                    "or give the worker a schema_resolver") from exc
+            self._registry = SchemaRegistry.all_schemas_from_filesystem()
+        return self._registry
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lsst-alert-packet")
+    except PackageNotFoundError:
+        return "(version unknown)"
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+
+_rubin_resolver: RubinSchemaResolver | None = None
+_rubin_resolver_lock = threading.Lock()
+
+
+def rubin_resolver() -> RubinSchemaResolver:
+    """The process-wide Rubin resolver: every worker shares its cache of parsed schemas."""
+    global _rubin_resolver
+    with _rubin_resolver_lock:
+        if _rubin_resolver is None:
+            _rubin_resolver = RubinSchemaResolver()
+        return _rubin_resolver

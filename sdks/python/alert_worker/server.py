@@ -1,0 +1,317 @@
+"""Serving a worker to the sidecar over gRPC: the AlertWorker service and the health service.
+
+Only transport lives here; every call hands its alerts to
+``alert_worker.processing``, as the test harness does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import signal
+import threading
+from collections.abc import Iterator
+from concurrent import futures
+from types import FrameType
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from alertsidecar.v1 import worker_pb2, worker_pb2_grpc
+
+from . import processing
+from .exceptions import ServeError, WorkerDefinitionError
+from .workers import Worker
+
+__all__ = ["serve", "start", "RunningServer", "PORT_ENV", "DEFAULT_PORT", "SERVICE_NAME"]
+
+log = logging.getLogger("alert_worker")
+
+#: The environment variable the sidecar sets to the port it expects a worker
+#: it starts itself to listen on.
+PORT_ENV = "ALERT_WORKER_PORT"
+#: gRPC's customary port, for a worker started by hand next to a sidecar
+#: started with its defaults.
+DEFAULT_PORT = 50051
+#: The full name of the service, as the health service reports it.
+SERVICE_NAME = worker_pb2.DESCRIPTOR.services_by_name["AlertWorker"].full_name
+
+# gRPC refuses messages over 4 MiB by default. A batch of 100 Rubin alerts of
+# about 100 KB each (mostly cutouts; FACTS.md) is about 10 MB, and batches of
+# several hundred large alerts are reasonable, so the limit is set far above
+# that while still bounding what one message can make the process allocate.
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+
+# Threads serving calls. A ProcessStream call holds one for its whole life (the
+# sidecar opens a few); unary calls hold one while they run. Python runs one
+# thread at a time, so more threads only help workers that wait on I/O.
+DEFAULT_MAX_WORKERS = 16
+
+# How long stop() lets calls in progress finish. A batch of 100 alerts takes
+# well under a second even at Python's decoding speed (~2 ms an alert), and
+# Kubernetes gives a pod 30 s between SIGTERM and SIGKILL.
+DEFAULT_GRACE_SECONDS = 10.0
+
+_END = object()  # the sidecar closed its side of a stream
+_STOP = object()  # the server is stopping: answer what was received, then end the stream
+
+
+class _AlertWorkerService(worker_pb2_grpc.AlertWorkerServicer):
+    """The AlertWorker service over one worker."""
+
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+        self._description = processing.describe(worker)
+        self._lock = threading.Condition()
+        self._stopping = False
+        self._calls = 0  # alert calls in progress
+        self._stream_inboxes: set[queue.SimpleQueue[Any]] = set()
+
+    def Describe(self, request: worker_pb2.DescribeRequest,
+                 context: grpc.ServicerContext) -> worker_pb2.WorkerDescription:
+        return self._description
+
+    def ProcessAlert(self, request: worker_pb2.Alert, context: grpc.ServicerContext) -> worker_pb2.AlertResult:
+        with self._call():
+            return processing.process(self._worker, [request])[0]
+
+    def ProcessBatch(self, request: worker_pb2.AlertBatch, context: grpc.ServicerContext) -> worker_pb2.BatchResult:
+        with self._call():
+            return worker_pb2.BatchResult(batch_id=request.batch_id,
+                                          results=processing.process(self._worker, request.alerts))
+
+    def ProcessStream(self, request_iterator: Iterator[worker_pb2.AlertBatch],
+                      context: grpc.ServicerContext) -> Iterator[worker_pb2.BatchResult]:
+        # Batches are read by a thread of their own into an inbox, so that a
+        # stopping server can end the stream between two batches instead of
+        # waiting, blocked in a read, for a batch the sidecar may never send.
+        # Each batch is answered as soon as it is processed, in arrival order.
+        inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        with self._lock:
+            if self._stopping:
+                context.abort(grpc.StatusCode.UNAVAILABLE, "the worker is shutting down")
+            self._stream_inboxes.add(inbox)
+        threading.Thread(target=_read_stream, args=(request_iterator, inbox),
+                         name="alert_worker-stream-reader", daemon=True).start()
+        self._enter_call()
+        try:
+            while True:
+                batch = inbox.get()
+                if batch is _END:
+                    return
+                if batch is _STOP:
+                    # Batches in flight after this point are not answered; the
+                    # sidecar sends them again, to this worker or another.
+                    context.set_code(grpc.StatusCode.UNAVAILABLE)
+                    context.set_details("the worker is shutting down")
+                    return
+                yield worker_pb2.BatchResult(batch_id=batch.batch_id,
+                                             results=processing.process(self._worker, batch.alerts))
+        finally:
+            with self._lock:
+                self._stream_inboxes.discard(inbox)
+            self._exit_call()
+
+    @contextlib.contextmanager
+    def _call(self) -> Iterator[None]:
+        self._enter_call()
+        try:
+            yield
+        finally:
+            self._exit_call()
+
+    def _enter_call(self) -> None:
+        with self._lock:
+            self._calls += 1
+
+    def _exit_call(self) -> None:
+        with self._lock:
+            self._calls -= 1
+            if not self._calls:
+                self._lock.notify_all()
+
+    def begin_shutdown(self) -> None:
+        """Refuse new streams, and end open ones once the batches they received are answered."""
+        with self._lock:
+            self._stopping = True
+            for inbox in self._stream_inboxes:
+                inbox.put(_STOP)
+
+    def wait_idle(self, timeout: float | None) -> bool:
+        """Wait until no alert call is in progress; False if ``timeout`` passed first."""
+        with self._lock:
+            return self._lock.wait_for(lambda: not self._calls, timeout)
+
+
+def _read_stream(request_iterator: Iterator[worker_pb2.AlertBatch], inbox: queue.SimpleQueue[Any]) -> None:
+    try:
+        for batch in request_iterator:
+            inbox.put(batch)
+    except Exception:
+        pass  # the call was cancelled or broke: the handler ends the stream
+    finally:
+        inbox.put(_END)
+
+
+class RunningServer:
+    """A worker being served. ``port`` is the port it listens on; ``stop()`` ends it.
+
+    Usable as a context manager that stops the server on exit.
+    """
+
+    def __init__(self, server: grpc.Server, service: _AlertWorkerService,
+                 health_service: health.HealthServicer, host: str, port: int) -> None:
+        self._server = server
+        self._service = service
+        self._health = health_service
+        self.host = host
+        self.port = port
+        self._stopped = False
+        self._stop_lock = threading.Lock()
+
+    @property
+    def address(self) -> str:
+        """``host:port``, as a gRPC client dials it."""
+        return f"{_bracketed(self.host)}:{self.port}"
+
+    def stop(self, grace: float | None = DEFAULT_GRACE_SECONDS) -> None:
+        """Stop serving, gracefully: health NOT_SERVING, open streams end, calls in progress finish.
+
+        Calls still running after ``grace`` seconds are cancelled. Returns once
+        the server is gone. Calling it again does nothing.
+        """
+        with self._stop_lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        # Health first, so a sidecar watching it stops sending before the
+        # calls it has open end.
+        self._health.enter_graceful_shutdown()
+        self._service.begin_shutdown()
+        self._server.stop(grace)  # refuses new calls from now on
+        # Health watches never end by themselves: once the alert calls are
+        # done, nothing is left worth waiting for.
+        self._service.wait_idle(grace if grace is not None else 0)
+        self._server.stop(0).wait()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the server stops (or ``timeout`` passes); True if it has stopped."""
+        return bool(self._server.wait_for_termination(timeout))
+
+    def __enter__(self) -> RunningServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def resolve_port(port: int | None) -> int:
+    """The port to listen on: ``port``, else ``$ALERT_WORKER_PORT``, else 50051."""
+    if port is None:
+        text = os.environ.get(PORT_ENV, "").strip()
+        if not text:
+            return DEFAULT_PORT
+        try:
+            port = int(text)
+        except ValueError:
+            raise ServeError(f"{PORT_ENV}={text!r} is not a port number") from None
+        source = PORT_ENV
+    else:
+        source = "port"
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ServeError(f"{source} {port!r} is not a port number (0 to 65535; 0 picks a free port)")
+    return port
+
+
+def start(worker: Worker, port: int | None = None, host: str = "127.0.0.1",
+          max_workers: int = DEFAULT_MAX_WORKERS) -> RunningServer:
+    """Serve a worker in background threads and return at once; ``port=0`` picks a free port.
+
+    Runs the worker's ``setup()`` first (if it has not run), so the health
+    service reports SERVING only once the worker can take alerts.
+    """
+    if not isinstance(worker, Worker):
+        raise ServeError(f"serve a Worker (made with @alert_worker.worker or a subclass), not {worker!r}")
+    port = resolve_port(port)
+    worker.ensure_setup()
+    service = _AlertWorkerService(worker)
+    health_service = health.HealthServicer()
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="alert_worker"),
+        options=[
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            # gRPC lets several servers share a port by default on Linux; a
+            # second worker on a busy port must fail, not steal half the calls.
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    worker_pb2_grpc.add_AlertWorkerServicer_to_server(service, server)  # type: ignore[no-untyped-call]
+    health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
+    address = f"{_bracketed(host)}:{port}"
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise ServeError(f"cannot listen on {address}: is another worker there? choose another port") from exc
+    if not bound:
+        raise ServeError(f"cannot listen on {address}: is another worker there? choose another port")
+    server.start()
+    for service_name in ("", SERVICE_NAME):
+        health_service.set(service_name, health_pb2.HealthCheckResponse.SERVING)
+    return RunningServer(server, service, health_service, host, bound)
+
+
+def serve(worker: Worker, port: int | None = None, host: str = "127.0.0.1",
+          max_workers: int = DEFAULT_MAX_WORKERS, grace: float = DEFAULT_GRACE_SECONDS) -> None:
+    """Serve a worker until SIGTERM or SIGINT, then stop gracefully and return.
+
+    The port is ``port``, else ``$ALERT_WORKER_PORT`` (set by a sidecar that
+    starts the worker itself), else 50051. Logs one line when serving starts.
+    Installs signal handlers, so call it from the main thread. A port that
+    cannot be used or a worker defined wrongly ends the program with a
+    one-line message (``SystemExit``).
+    """
+    _configure_logging()
+    try:
+        running = start(worker, port=port, host=host, max_workers=max_workers)
+    except (ServeError, WorkerDefinitionError) as exc:
+        # The user's to fix, and the message says how: no traceback.
+        raise SystemExit(f"alert_worker: {exc}") from None
+    description = processing.describe(worker)
+    log.info("serving worker %s %s on %s (%s)", description.name, description.version,
+             running.address, processing.SDK)
+    stop_requested = threading.Event()
+    received: list[int] = []
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        # Only note it: the handler runs between two bytecodes of the main
+        # thread, possibly in the middle of a logging call.
+        received.append(signum)
+        stop_requested.set()
+
+    previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        # A timeout keeps the wait responsive to signals on every platform.
+        while not stop_requested.wait(timeout=1.0):
+            pass
+        log.info("received %s: stopping", signal.Signals(received[0]).name)
+        running.stop(grace)
+        log.info("stopped worker %s", description.name)
+    finally:
+        running.stop(0)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _configure_logging() -> None:
+    # serve() is a program's main loop: if the program has not configured
+    # logging, make the SDK's INFO lines visible rather than lost.
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,141 @@
+"""Bad input gets one clear line and a defined exit code, never a traceback or a hang."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from .stage_support import SIDECAR, free_port, produce_alerts, read_topic
+
+pytestmark = pytest.mark.kafka
+
+
+def run_sidecar(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([*SIDECAR, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_clear_line(result: subprocess.CompletedProcess, code: int, *says: str) -> str:
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith(("alert-sidecar: error:", "Error:"))]
+    assert len(errors) == 1, result.stderr
+    for text in says:
+        assert text in errors[0], errors[0]
+    return errors[0]
+
+
+def test_malformed_buffer_uri():
+    result = run_sidecar("--in", "localhost:9092/alerts", "--out", "kafka://localhost:9092/out",
+                         "--worker", "localhost:50051")
+    assert_one_clear_line(result, 2, "--in", "not a buffer URI", "kafka://")
+
+
+def test_missing_worker_and_bad_flag():
+    result = run_sidecar("--in", "kafka://localhost:9092/a", "--out", "kafka://localhost:9092/b")
+    assert_one_clear_line(result, 2, "no worker")
+    result = run_sidecar("--in", "kafka://localhost:9092/a", "--out", "kafka://localhost:9092/b",
+                         "--worker", "localhost:1", "--batch-size", "zero")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--batch-size" in result.stderr
+
+
+def test_unreachable_broker():
+    port = free_port()  # nothing listens there
+    started = time.monotonic()
+    result = run_sidecar("--in", f"kafka://127.0.0.1:{port}/alerts", "--out", f"kafka://127.0.0.1:{port}/out",
+                         "--worker", "localhost:50051")
+    assert_one_clear_line(result, 3, f"cannot reach Kafka at 127.0.0.1:{port}", "input buffer")
+    assert time.monotonic() - started < 30
+
+
+def test_missing_input_topic(kafka_bootstrap):
+    result = run_sidecar("--in", f"kafka://{kafka_bootstrap}/no-such-topic-here", "--out",
+                         f"kafka://{kafka_bootstrap}/out", "--worker", "localhost:50051")
+    assert_one_clear_line(result, 3, "does not exist")
+
+
+def test_worker_not_listening(kafka_bootstrap, new_topic):
+    source = new_topic()
+    port = free_port()
+    result = run_sidecar("--in", f"kafka://{kafka_bootstrap}/{source}", "--out", f"kafka://{kafka_bootstrap}/{source}-o",
+                         "--worker", f"127.0.0.1:{port}", "--worker-wait", "2")
+    assert_one_clear_line(result, 4, f"worker at 127.0.0.1:{port} is not ready after 2 s", "connection refused")
+
+
+def test_worker_command_that_exits(kafka_bootstrap, new_topic):
+    source = new_topic()
+    result = run_sidecar("--in", f"kafka://{kafka_bootstrap}/{source}", "--out", f"kafka://{kafka_bootstrap}/{source}-o",
+                         "--", sys.executable, "-c", "import sys; sys.exit(3)")
+    assert_one_clear_line(result, 4, "exited with code 3 before it was ready")
+
+
+def test_worker_without_health_service(kafka_bootstrap, new_topic, procs):
+    source = new_topic()
+    port = free_port()
+    procs.worker("liar.py", port, "--mode", "no-health")
+    time.sleep(1)
+    result = run_sidecar("--in", f"kafka://{kafka_bootstrap}/{source}", "--out", f"kafka://{kafka_bootstrap}/{source}-o",
+                         "--worker", f"127.0.0.1:{port}", "--worker-wait", "3")
+    assert_one_clear_line(result, 4, "health service")
+
+
+@pytest.mark.parametrize("mode, says", [
+    ("missing", "answered a batch of"),
+    ("garbage", "broke the contract on ProcessBatch"),
+])
+def test_worker_answering_an_invalid_result(kafka_bootstrap, new_topic, procs, mode, says):
+    source, sink = new_topic(), new_topic()
+    produce_alerts(kafka_bootstrap, source, 10, partitions=1)
+    port = free_port()
+    procs.worker("liar.py", port, "--mode", mode)
+    result = run_sidecar("--in", f"kafka://{kafka_bootstrap}/{source}", "--out", f"kafka://{kafka_bootstrap}/{sink}",
+                         "--worker", f"127.0.0.1:{port}", "--group", f"g-{source}")
+    assert_one_clear_line(result, 4, f"worker at 127.0.0.1:{port}", says)
+    # Nothing was produced or committed for a batch the worker answered wrongly.
+    assert read_topic(kafka_bootstrap, sink, settle=0.5) == []
+
+
+def test_unknown_verdict_is_retried_and_unbound_route_dead_lettered(kafka_bootstrap, new_topic, procs):
+    source, sink, dead = new_topic(), new_topic(), new_topic()
+    produce_alerts(kafka_bootstrap, source, 5, partitions=1)
+    port = free_port()
+    worker = procs.worker("liar.py", port, "--mode", "unknown-verdict")
+    sidecar = procs.sidecar("--in", f"kafka://{kafka_bootstrap}/{source}", "--out", f"kafka://{kafka_bootstrap}/{sink}",
+                            "--dead-letter", f"kafka://{kafka_bootstrap}/{dead}", "--worker", f"127.0.0.1:{port}",
+                            "--retry-backoff", "0.1")
+    assert len(read_topic(kafka_bootstrap, sink, minimum=5, timeout=30)) == 5
+    assert "unknown to this sidecar" in sidecar.output
+    sidecar.kill()
+    worker.kill()
+
+    source2 = new_topic()
+    produce_alerts(kafka_bootstrap, source2, 3, partitions=1)
+    port = free_port()
+    procs.worker("liar.py", port, "--mode", "unbound-route")
+    procs.sidecar("--in", f"kafka://{kafka_bootstrap}/{source2}", "--out", f"kafka://{kafka_bootstrap}/{sink}",
+                  "--dead-letter", f"kafka://{kafka_bootstrap}/{dead}", "--worker", f"127.0.0.1:{port}")
+    letters = read_topic(kafka_bootstrap, dead, minimum=3, timeout=30)
+    assert len(letters) == 3
+    reason = dict(letters[0].headers())["x-dead-letter-reason"].decode()
+    assert "route 'secret'" in reason and "--route secret=" in reason
+    assert [json.loads(m.value())["seq"] for m in letters] == [0, 1, 2]
+
+
+def test_help_documents_every_option():
+    import click
+
+    from alert_sidecar.cli import run
+
+    result = run_sidecar("--help")
+    assert result.returncode == 0
+    options = [p for p in run.params if isinstance(p, click.Option)]
+    assert len(options) > 20
+    for option in options:
+        for opt in option.opts:
+            assert opt in result.stdout, f"{opt} missing from --help"
+        assert option.help, f"{option.opts[0]} has no help text"
+    assert "alert-sidecar kafka up" in result.stdout

@@ -77,7 +77,7 @@ topic missing; 4 worker unreachable, incompatible or broke the contract;
 @click.option("--config", type=click.Path(dir_okay=False), callback=_load_config, is_eager=True, expose_value=False,
               help="TOML file with any of these options as keys (lower precedence than flags and environment).")
 @click.option("--in", "input_", required=True, envvar=f"{ENV_PREFIX}_IN", metavar="BUFFER", help=f"Input buffer, {BUFFER}.")
-@click.option("--out", "output", required=True, metavar="BUFFER", help="Default output buffer for the worker's outputs.")
+@click.option("--out", "output", required=True, envvar=f"{ENV_PREFIX}_OUT", metavar="BUFFER", help="Default output buffer for the worker's outputs.")
 @click.option("--worker", "workers", multiple=True, envvar=f"{ENV_PREFIX}_WORKER", metavar="HOST:PORT",
               help="Address of a gRPC worker; repeat to share the load over several. Not needed with -- COMMAND.")
 @click.option("--group", metavar="NAME",

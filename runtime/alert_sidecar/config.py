@@ -32,7 +32,7 @@ def load_config_file(path: str) -> dict[str, Any]:
 
 
 # Config-file keys whose option is stored under another name (``in`` is a Python keyword).
-_PARAMS = {"in": "input_", "worker": "workers", "route": "routes"}
+_PARAMS = {"in": "input_", "out": "output", "worker": "workers", "route": "routes"}
 
 
 def parse_pairs(values: tuple[str, ...], option: str) -> dict[str, str]:

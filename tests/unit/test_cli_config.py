@@ -1,0 +1,78 @@
+"""Options reach the stage from flags, environment variables and a config file, in that precedence."""
+
+import pytest
+from click.testing import CliRunner
+
+from alert_sidecar import cli
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    seen = {}
+
+    def fake_run_stage(config, supervisor):
+        seen["config"], seen["supervisor"] = config, supervisor
+        return 0
+
+    monkeypatch.setattr(cli, "_run_stage", fake_run_stage)
+    return seen
+
+
+def invoke(args, env=None):
+    return CliRunner().invoke(cli.run, args, env=env or {}, catch_exceptions=False)
+
+
+def test_flags_make_the_stage_config(captured):
+    result = invoke(["--in", "kafka://a:1,a:2/alerts", "--out", "kafka://b:1/bright", "--worker", "w1:5",
+                     "--worker", "w2:5", "--route", "wl=kafka://c:1/watch", "--kafka-config", "acks=all",
+                     "--max-retries", "2"])
+    assert result.exit_code == 0, result.output
+    config = captured["config"]
+    assert config.input.bootstrap == "a:1,a:2" and config.output.topic == "bright"
+    assert config.workers == ["w1:5", "w2:5"]
+    assert config.routes["wl"].uri == "kafka://c:1/watch"
+    assert config.dead_letter.uri == "kafka://a:1,a:2/alerts.dead-letter"
+    assert config.group == "alert-sidecar.alerts.bright"
+    assert config.kafka_config == {"acks": "all"}
+    assert config.retry.max_retries == 2
+
+
+def test_environment_and_config_file(captured, tmp_path):
+    path = tmp_path / "stage.toml"
+    path.write_text('in = "kafka://file:1/a"\nout = "kafka://file:1/b"\nworker = ["file:9"]\nbatch-size = 7\n'
+                    'group = "from-file"\n')
+    env = {"ALERT_SIDECAR_OUT": "kafka://env:1/b", "ALERT_SIDECAR_WORKER": "env:1 env:2"}
+    result = invoke(["--config", str(path), "--group", "from-flag"], env=env)
+    assert result.exit_code == 0, result.output
+    config = captured["config"]
+    assert config.input.uri == "kafka://file:1/a"  # only in the file
+    assert config.output.uri == "kafka://env:1/b"  # environment beats file
+    assert config.workers == ["env:1", "env:2"]
+    assert config.group == "from-flag"  # flag beats file
+    assert config.batch_size == 7
+
+
+def test_worker_command_after_double_dash(captured):
+    result = invoke(["--in", "kafka://a:1/x", "--out", "kafka://a:1/y", "--worker-processes", "3", "--",
+                     "python", "w.py", "--flag"])
+    assert result.exit_code == 0, result.output
+    supervisor = captured["supervisor"]
+    assert [p.command for p in supervisor.processes] == [["python", "w.py", "--flag"]] * 3
+    assert captured["config"].workers == supervisor.addresses
+    assert len(set(supervisor.addresses)) == 3
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--in", "kafka://a:1/x", "--out", "kafka://a:1/y", "--worker", "nohostport"], "not HOST:PORT"),
+    (["--in", "kafka://a:1/x", "--out", "kafka://a:1/y", "--worker", "h:1", "--", "python", "w.py"], "not both"),
+    (["--in", "kafka://a:1/x", "--out", "kafka://a:1/y", "--worker", "h:1", "--route", "x"], "not KEY=VALUE"),
+])
+def test_mistakes_are_one_line(captured, args, says):
+    result = CliRunner().invoke(cli.run, args)
+    assert result.exit_code == 2
+    assert says in result.output and "Traceback" not in result.output
+
+
+def test_config_file_errors(tmp_path):
+    result = CliRunner().invoke(cli.run, ["--config", str(tmp_path / "missing.toml")])
+    assert result.exit_code == 2 and "does not exist" in result.output

@@ -35,3 +35,7 @@ class OutputFailed(SidecarError):
     """An output or dead-letter record could not be written: nothing is committed past it."""
 
     exit_code = 5
+
+
+class LocalKafkaError(SidecarError):
+    """The local development cluster cannot be fetched, started, found or stopped."""

@@ -166,7 +166,10 @@ class Stage:
         return self._stop_requested
 
     def _step(self) -> None:
-        busy = self.pool.in_flight > 0 or any(l.ready for l in self.ledgers.values())
+        # While answers are due, fetch without blocking and wait on the answers
+        # instead; otherwise block briefly in fetch (alerts waiting only for a
+        # healthy worker or a retry backoff can wait 50 ms).
+        busy = self.pool.in_flight > 0
         messages = self.consumer.fetch(max(self._batch_size * 2, 500), timeout=0 if busy else 0.05)
         self._intake(messages)
         self._dispatch()

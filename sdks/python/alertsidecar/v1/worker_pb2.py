@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61lertsidecar/v1/worker.proto\x12\x0f\x61lertsidecar.v1\"U\n\x0f\x44\x65scribeRequest\x12\x42\n\x18sidecar_protocol_version\x18\x01 \x01(\x0e\x32 .alertsidecar.v1.ProtocolVersion\"\xba\x01\n\x11WorkerDescription\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12:\n\x10protocol_version\x18\x03 \x01(\x0e\x32 .alertsidecar.v1.ProtocolVersion\x12\x0f\n\x07\x61\x63\x63\x65pts\x18\x04 \x03(\t\x12\x1c\n\x14preferred_batch_size\x18\x05 \x01(\r\x12\x0e\n\x06routes\x18\x06 \x03(\t\x12\x0b\n\x03sdk\x18\x07 \x01(\t\"$\n\x06Header\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\"\xd5\x01\n\x05\x41lert\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\x12\x11\n\tpartition\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x03\x12\x14\n\x0ctimestamp_ms\x18\x05 \x01(\x03\x12\x10\n\x03key\x18\x06 \x01(\x0cH\x00\x88\x01\x01\x12\r\n\x05value\x18\x07 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x08 \x01(\t\x12(\n\x07headers\x18\t \x03(\x0b\x32\x17.alertsidecar.v1.Header\x12\x0f\n\x07\x61ttempt\x18\n \x01(\rB\x06\n\x04_key\"F\n\nAlertBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12&\n\x06\x61lerts\x18\x02 \x03(\x0b\x32\x16.alertsidecar.v1.Alert\"\x9c\x01\n\x0b\x41lertOutput\x12\r\n\x05value\x18\x01 \x01(\x0c\x12\x10\n\x03key\x18\x02 \x01(\x0cH\x00\x88\x01\x01\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12(\n\x07headers\x18\x04 \x03(\x0b\x32\x17.alertsidecar.v1.Header\x12\r\n\x05route\x18\x05 \x01(\t\x12\x15\n\rforward_input\x18\x06 \x01(\x08\x42\x06\n\x04_key\"\x82\x01\n\x0b\x41lertResult\x12\n\n\x02id\x18\x01 \x01(\t\x12)\n\x07verdict\x18\x02 \x01(\x0e\x32\x18.alertsidecar.v1.Verdict\x12-\n\x07outputs\x18\x03 \x03(\x0b\x32\x1c.alertsidecar.v1.AlertOutput\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"N\n\x0b\x42\x61tchResult\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12-\n\x07results\x18\x02 \x03(\x0b\x32\x1c.alertsidecar.v1.AlertResult*K\n\x0fProtocolVersion\x12 \n\x1cPROTOCOL_VERSION_UNSPECIFIED\x10\x00\x12\x16\n\x12PROTOCOL_VERSION_1\x10\x01*^\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x0e\n\nVERDICT_OK\x10\x01\x12\x11\n\rVERDICT_RETRY\x10\x02\x12\x17\n\x13VERDICT_DEAD_LETTER\x10\x03\x32\xc0\x02\n\x0b\x41lertWorker\x12P\n\x08\x44\x65scribe\x12 .alertsidecar.v1.DescribeRequest\x1a\".alertsidecar.v1.WorkerDescription\x12\x44\n\x0cProcessAlert\x12\x16.alertsidecar.v1.Alert\x1a\x1c.alertsidecar.v1.AlertResult\x12I\n\x0cProcessBatch\x12\x1b.alertsidecar.v1.AlertBatch\x1a\x1c.alertsidecar.v1.BatchResult\x12N\n\rProcessStream\x12\x1b.alertsidecar.v1.AlertBatch\x1a\x1c.alertsidecar.v1.BatchResult(\x01\x30\x01\x42r\n\x13org.alertsidecar.v1B\x0bWorkerProtoP\x01ZLgithub.com/alert-sidecar/alert-sidecar/gen/go/alertsidecar/v1;alertsidecarv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61lertsidecar/v1/worker.proto\x12\x0f\x61lertsidecar.v1\"U\n\x0f\x44\x65scribeRequest\x12\x42\n\x18sidecar_protocol_version\x18\x01 \x01(\x0e\x32 .alertsidecar.v1.ProtocolVersion\"\xca\x01\n\x11WorkerDescription\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12:\n\x10protocol_version\x18\x03 \x01(\x0e\x32 .alertsidecar.v1.ProtocolVersion\x12\x0f\n\x07\x61\x63\x63\x65pts\x18\x04 \x03(\t\x12\x1c\n\x14preferred_batch_size\x18\x05 \x01(\r\x12\x0e\n\x06routes\x18\x06 \x03(\t\x12\x0b\n\x03sdk\x18\x07 \x01(\t\x12\x0e\n\x06\x66ields\x18\x08 \x03(\t\"$\n\x06Header\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\"\x85\x02\n\x05\x41lert\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\x12\x11\n\tpartition\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x03\x12\x14\n\x0ctimestamp_ms\x18\x05 \x01(\x03\x12\x10\n\x03key\x18\x06 \x01(\x0cH\x00\x88\x01\x01\x12\r\n\x05value\x18\x07 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x08 \x01(\t\x12(\n\x07headers\x18\t \x03(\x0b\x32\x17.alertsidecar.v1.Header\x12\x0f\n\x07\x61ttempt\x18\n \x01(\r\x12\x1b\n\x13source_content_type\x18\x0b \x01(\t\x12\x11\n\tschema_id\x18\x0c \x01(\rB\x06\n\x04_key\"\xb1\x01\n\nAlertBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12&\n\x06\x61lerts\x18\x02 \x03(\x0b\x32\x16.alertsidecar.v1.Alert\x12\x39\n\x07schemas\x18\x03 \x03(\x0b\x32(.alertsidecar.v1.AlertBatch.SchemasEntry\x1a.\n\x0cSchemasEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9c\x01\n\x0b\x41lertOutput\x12\r\n\x05value\x18\x01 \x01(\x0c\x12\x10\n\x03key\x18\x02 \x01(\x0cH\x00\x88\x01\x01\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12(\n\x07headers\x18\x04 \x03(\x0b\x32\x17.alertsidecar.v1.Header\x12\r\n\x05route\x18\x05 \x01(\t\x12\x15\n\rforward_input\x18\x06 \x01(\x08\x42\x06\n\x04_key\"\x82\x01\n\x0b\x41lertResult\x12\n\n\x02id\x18\x01 \x01(\t\x12)\n\x07verdict\x18\x02 \x01(\x0e\x32\x18.alertsidecar.v1.Verdict\x12-\n\x07outputs\x18\x03 \x03(\x0b\x32\x1c.alertsidecar.v1.AlertOutput\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"N\n\x0b\x42\x61tchResult\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12-\n\x07results\x18\x02 \x03(\x0b\x32\x1c.alertsidecar.v1.AlertResult*K\n\x0fProtocolVersion\x12 \n\x1cPROTOCOL_VERSION_UNSPECIFIED\x10\x00\x12\x16\n\x12PROTOCOL_VERSION_1\x10\x01*^\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x0e\n\nVERDICT_OK\x10\x01\x12\x11\n\rVERDICT_RETRY\x10\x02\x12\x17\n\x13VERDICT_DEAD_LETTER\x10\x03\x32\xc0\x02\n\x0b\x41lertWorker\x12P\n\x08\x44\x65scribe\x12 .alertsidecar.v1.DescribeRequest\x1a\".alertsidecar.v1.WorkerDescription\x12\x44\n\x0cProcessAlert\x12\x16.alertsidecar.v1.Alert\x1a\x1c.alertsidecar.v1.AlertResult\x12I\n\x0cProcessBatch\x12\x1b.alertsidecar.v1.AlertBatch\x1a\x1c.alertsidecar.v1.BatchResult\x12N\n\rProcessStream\x12\x1b.alertsidecar.v1.AlertBatch\x1a\x1c.alertsidecar.v1.BatchResult(\x01\x30\x01\x42r\n\x13org.alertsidecar.v1B\x0bWorkerProtoP\x01ZLgithub.com/alert-sidecar/alert-sidecar/gen/go/alertsidecar/v1;alertsidecarv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,26 +32,30 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'alertsidecar.v1.worker_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\023org.alertsidecar.v1B\013WorkerProtoP\001ZLgithub.com/alert-sidecar/alert-sidecar/gen/go/alertsidecar/v1;alertsidecarv1'
-  _globals['_PROTOCOLVERSION']._serialized_start=1023
-  _globals['_PROTOCOLVERSION']._serialized_end=1098
-  _globals['_VERDICT']._serialized_start=1100
-  _globals['_VERDICT']._serialized_end=1194
+  _globals['_ALERTBATCH_SCHEMASENTRY']._loaded_options = None
+  _globals['_ALERTBATCH_SCHEMASENTRY']._serialized_options = b'8\001'
+  _globals['_PROTOCOLVERSION']._serialized_start=1195
+  _globals['_PROTOCOLVERSION']._serialized_end=1270
+  _globals['_VERDICT']._serialized_start=1272
+  _globals['_VERDICT']._serialized_end=1366
   _globals['_DESCRIBEREQUEST']._serialized_start=49
   _globals['_DESCRIBEREQUEST']._serialized_end=134
   _globals['_WORKERDESCRIPTION']._serialized_start=137
-  _globals['_WORKERDESCRIPTION']._serialized_end=323
-  _globals['_HEADER']._serialized_start=325
-  _globals['_HEADER']._serialized_end=361
-  _globals['_ALERT']._serialized_start=364
-  _globals['_ALERT']._serialized_end=577
-  _globals['_ALERTBATCH']._serialized_start=579
-  _globals['_ALERTBATCH']._serialized_end=649
-  _globals['_ALERTOUTPUT']._serialized_start=652
-  _globals['_ALERTOUTPUT']._serialized_end=808
-  _globals['_ALERTRESULT']._serialized_start=811
-  _globals['_ALERTRESULT']._serialized_end=941
-  _globals['_BATCHRESULT']._serialized_start=943
-  _globals['_BATCHRESULT']._serialized_end=1021
-  _globals['_ALERTWORKER']._serialized_start=1197
-  _globals['_ALERTWORKER']._serialized_end=1517
+  _globals['_WORKERDESCRIPTION']._serialized_end=339
+  _globals['_HEADER']._serialized_start=341
+  _globals['_HEADER']._serialized_end=377
+  _globals['_ALERT']._serialized_start=380
+  _globals['_ALERT']._serialized_end=641
+  _globals['_ALERTBATCH']._serialized_start=644
+  _globals['_ALERTBATCH']._serialized_end=821
+  _globals['_ALERTBATCH_SCHEMASENTRY']._serialized_start=775
+  _globals['_ALERTBATCH_SCHEMASENTRY']._serialized_end=821
+  _globals['_ALERTOUTPUT']._serialized_start=824
+  _globals['_ALERTOUTPUT']._serialized_end=980
+  _globals['_ALERTRESULT']._serialized_start=983
+  _globals['_ALERTRESULT']._serialized_end=1113
+  _globals['_BATCHRESULT']._serialized_start=1115
+  _globals['_BATCHRESULT']._serialized_end=1193
+  _globals['_ALERTWORKER']._serialized_start=1369
+  _globals['_ALERTWORKER']._serialized_end=1689
 # @@protoc_insertion_point(module_scope)

@@ -32,7 +32,7 @@ class DescribeRequest(_message.Message):
     def __init__(self, sidecar_protocol_version: _Optional[_Union[ProtocolVersion, str]] = ...) -> None: ...
 
 class WorkerDescription(_message.Message):
-    __slots__ = ("name", "version", "protocol_version", "accepts", "preferred_batch_size", "routes", "sdk")
+    __slots__ = ("name", "version", "protocol_version", "accepts", "preferred_batch_size", "routes", "sdk", "fields")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +40,7 @@ class WorkerDescription(_message.Message):
     PREFERRED_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     ROUTES_FIELD_NUMBER: _ClassVar[int]
     SDK_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     protocol_version: ProtocolVersion
@@ -47,7 +48,8 @@ class WorkerDescription(_message.Message):
     preferred_batch_size: int
     routes: _containers.RepeatedScalarFieldContainer[str]
     sdk: str
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., protocol_version: _Optional[_Union[ProtocolVersion, str]] = ..., accepts: _Optional[_Iterable[str]] = ..., preferred_batch_size: _Optional[int] = ..., routes: _Optional[_Iterable[str]] = ..., sdk: _Optional[str] = ...) -> None: ...
+    fields: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., protocol_version: _Optional[_Union[ProtocolVersion, str]] = ..., accepts: _Optional[_Iterable[str]] = ..., preferred_batch_size: _Optional[int] = ..., routes: _Optional[_Iterable[str]] = ..., sdk: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Header(_message.Message):
     __slots__ = ("key", "value")
@@ -58,7 +60,7 @@ class Header(_message.Message):
     def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
 
 class Alert(_message.Message):
-    __slots__ = ("id", "topic", "partition", "offset", "timestamp_ms", "key", "value", "content_type", "headers", "attempt")
+    __slots__ = ("id", "topic", "partition", "offset", "timestamp_ms", "key", "value", "content_type", "headers", "attempt", "source_content_type", "schema_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     PARTITION_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +71,8 @@ class Alert(_message.Message):
     CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
     HEADERS_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     topic: str
     partition: int
@@ -79,15 +83,26 @@ class Alert(_message.Message):
     content_type: str
     headers: _containers.RepeatedCompositeFieldContainer[Header]
     attempt: int
-    def __init__(self, id: _Optional[str] = ..., topic: _Optional[str] = ..., partition: _Optional[int] = ..., offset: _Optional[int] = ..., timestamp_ms: _Optional[int] = ..., key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., content_type: _Optional[str] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., attempt: _Optional[int] = ...) -> None: ...
+    source_content_type: str
+    schema_id: int
+    def __init__(self, id: _Optional[str] = ..., topic: _Optional[str] = ..., partition: _Optional[int] = ..., offset: _Optional[int] = ..., timestamp_ms: _Optional[int] = ..., key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., content_type: _Optional[str] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., attempt: _Optional[int] = ..., source_content_type: _Optional[str] = ..., schema_id: _Optional[int] = ...) -> None: ...
 
 class AlertBatch(_message.Message):
-    __slots__ = ("batch_id", "alerts")
+    __slots__ = ("batch_id", "alerts", "schemas")
+    class SchemasEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: int
+        value: str
+        def __init__(self, key: _Optional[int] = ..., value: _Optional[str] = ...) -> None: ...
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     ALERTS_FIELD_NUMBER: _ClassVar[int]
+    SCHEMAS_FIELD_NUMBER: _ClassVar[int]
     batch_id: int
     alerts: _containers.RepeatedCompositeFieldContainer[Alert]
-    def __init__(self, batch_id: _Optional[int] = ..., alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ...) -> None: ...
+    schemas: _containers.ScalarMap[int, str]
+    def __init__(self, batch_id: _Optional[int] = ..., alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ..., schemas: _Optional[_Mapping[int, str]] = ...) -> None: ...
 
 class AlertOutput(_message.Message):
     __slots__ = ("value", "key", "content_type", "headers", "route", "forward_input")

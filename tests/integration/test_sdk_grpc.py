@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
@@ -31,7 +32,7 @@ BIG = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
 
 
 @alert_worker.worker(name="odd-filter", version="3.1.4", accepts=["application/json"], routes=["even"],
-                     batch_size=100)
+                     batch_size=100, fields=["n", "source.psfFlux"])
 def odd_filter(alert: Alert) -> Any:
     """Keeps alerts with an odd n, sends those with an even n to the route "even"."""
     n = alert.json()["n"]
@@ -72,6 +73,7 @@ def test_describe(channel: grpc.Channel) -> None:
     assert list(description.accepts) == ["application/json"]
     assert list(description.routes) == ["even"]
     assert description.preferred_batch_size == 100
+    assert list(description.fields) == ["n", "source.psfFlux"]
     assert description.sdk == f"python/alert_worker {alert_worker.__version__}"
 
 
@@ -139,6 +141,52 @@ def test_worker_that_raises_answers_retry(channel: grpc.Channel) -> None:
     assert by_id["test/0/99"].verdict == worker_pb2.VERDICT_RETRY
     assert by_id["test/0/99"].error == "ValueError: negative n -3"
     assert by_id["test/0/1"].verdict == worker_pb2.VERDICT_OK
+
+
+# An id no registry knows: only the writer schema the batch carries decodes it.
+UNREGISTERED_ID = 424242
+SMALL_SCHEMA = {"type": "record", "name": "small", "fields": [
+    {"name": "diaSourceId", "type": "long"}, {"name": "psfFlux", "type": ["null", "float"]}]}
+
+
+@alert_worker.worker(name="source-ids", accepts=[codecs.AVRO_CONFLUENT])
+def source_ids(alert: Alert) -> Any:
+    return {"diaSourceId": alert.avro()["diaSourceId"]}
+
+
+def unregistered_alerts(count: int) -> list[worker_pb2.Alert]:
+    return [make_alert(codecs.encode_confluent({"diaSourceId": 2**62 + n, "psfFlux": None}, SMALL_SCHEMA,
+                                               UNREGISTERED_ID), content_type=codecs.AVRO_CONFLUENT,
+                       offset=n).to_proto() for n in range(count)]
+
+
+def decoded_ids(results: Any) -> dict[str, int]:
+    assert all(r.verdict == worker_pb2.VERDICT_OK for r in results), [r.error for r in results]
+    return {r.id: codecs.decode_json(r.outputs[0].value)["diaSourceId"] for r in results}
+
+
+def test_batch_schemas_decode_over_grpc() -> None:
+    schemas = {UNREGISTERED_ID: json.dumps(SMALL_SCHEMA)}
+    with alert_worker.start(source_ids, port=0) as running, grpc.insecure_channel(running.address) as channel:
+        stub = worker_pb2_grpc.AlertWorkerStub(channel)
+        answer = stub.ProcessBatch(worker_pb2.AlertBatch(batch_id=1, alerts=unregistered_alerts(3),
+                                                         schemas=schemas), timeout=10)
+        assert decoded_ids(answer.results) == {f"test/0/{n}": 2**62 + n for n in range(3)}
+
+        batches = [worker_pb2.AlertBatch(batch_id=b, alerts=unregistered_alerts(2), schemas=schemas)
+                   for b in range(3)]
+        streamed = list(stub.ProcessStream(iter(batches), timeout=30))
+        assert sorted(answer.batch_id for answer in streamed) == [0, 1, 2]
+        for answer in streamed:
+            assert decoded_ids(answer.results) == {"test/0/0": 2**62, "test/0/1": 2**62 + 1}
+
+        # Without the schema, in a batch or alone, the alert is dead-lettered with the reason.
+        bare = stub.ProcessBatch(worker_pb2.AlertBatch(batch_id=2, alerts=unregistered_alerts(1)), timeout=10)
+        assert bare.results[0].verdict == worker_pb2.VERDICT_DEAD_LETTER
+        assert f"the batch carries no writer schema for id {UNREGISTERED_ID}" in bare.results[0].error
+        alone = stub.ProcessAlert(unregistered_alerts(1)[0], timeout=10)
+        assert alone.verdict == worker_pb2.VERDICT_DEAD_LETTER
+        assert f"schema id {UNREGISTERED_ID} is not a Rubin schema" in alone.error
 
 
 def test_graceful_stop() -> None:

@@ -1,18 +1,23 @@
-"""The Python SDK's formats: JSON, Confluent wire format (Rubin), container files (ZTF)."""
+"""The Python SDK's formats: JSON, Confluent wire format (Rubin), container files (ZTF), the JSON form."""
 
 from __future__ import annotations
 
+import base64
 import datetime
 import glob
+import json
 import math
 import os
 import struct
 import sys
+from typing import Any
 
 import pytest
 
-from alert_worker import AlertDecodeError, MissingDependencyError, UnknownSchemaError, codecs
-from alert_worker.testing import make_alert, rubin_alert, rubin_sample, ztf_alert
+import alert_worker
+from alert_worker import (Alert, AlertDecodeError, MissingDependencyError, UnknownSchemaError, Verdict, codecs,
+                          processing)
+from alert_worker.testing import json_form, make_alert, rubin_alert, rubin_sample, run, ztf_alert
 
 ZTF_PACKETS = sorted(glob.glob("/work/shared/data/ztf/*.avro"))
 
@@ -190,3 +195,190 @@ def test_alert_refuses_to_guess_a_format() -> None:
         raw.decode()
     with pytest.raises(AlertDecodeError, match=r"use decode\(\) or json\(\)"):
         make_alert({"a": 1}).avro()
+
+
+def test_alert_record_is_a_dict_in_every_form() -> None:
+    record = rubin_sample("7.1")
+    assert rubin_alert(record, version="7.1").record() == record
+    assert make_alert({"candid": 1}).record() == {"candid": 1}
+    with pytest.raises(AlertDecodeError, match="holds list data, not a record"):
+        make_alert([1, 2]).record()
+    with pytest.raises(AlertDecodeError, match="content type 'application/octet-stream'"):
+        make_alert(b"\x01").record()
+
+
+def test_schema_id_of_an_alert() -> None:
+    assert rubin_alert(version="7.1").schema_id == 701
+    assert make_alert(rubin_alert(version="11.1").value, content_type=codecs.AVRO_CONFLUENT,
+                      schema_id=0).schema_id == 1101  # unlabelled: read from the bytes
+    assert make_alert({"a": 1}).schema_id == 0
+    assert make_alert({"a": 1}, schema_id=1101, source_content_type=codecs.AVRO_CONFLUENT).schema_id == 1101
+
+
+# --- Fields whose decoded forms differ -------------------------------------------------
+
+
+def test_b64bytes_reads_bytes_in_either_form() -> None:
+    stamp = b"\x1f\x8b\x00SIMPLE\xff"
+    assert codecs.b64bytes(stamp) is stamp
+    assert codecs.b64bytes(bytearray(stamp)) == stamp
+    assert codecs.b64bytes("H4sAU0lNUExF/w==") == stamp
+    assert codecs.b64bytes(None) is None
+    with pytest.raises(AlertDecodeError, match="is a base64 string, and this one is not"):
+        codecs.b64bytes("not base64!")
+    with pytest.raises(TypeError, match="not int"):
+        codecs.b64bytes(3)  # type: ignore[call-overload]
+
+
+def test_as_datetime_reads_timestamps_in_either_form() -> None:
+    utc = datetime.timezone.utc
+    when = datetime.datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=utc)
+    assert codecs.as_datetime(when) is when
+    assert codecs.as_datetime("2025-01-02T03:04:05.678901Z") == when
+    assert codecs.as_datetime("2025-01-02T03:04:05.678901+00:00") == when
+    assert codecs.as_datetime("2025-01-02T03:04:05.678901").tzinfo is utc  # naive means UTC
+    assert codecs.as_datetime(None) is None
+    with pytest.raises(AlertDecodeError, match="is not an ISO 8601"):
+        codecs.as_datetime("yesterday")
+
+
+# --- The JSON form of Avro alerts (decoded by the sidecar) --------------------------------
+
+
+def test_json_form_alert_as_a_sidecar_writes_it() -> None:
+    # Written by hand as the contract describes it, not by this SDK's encoder.
+    stamp = b"SIMPLE  =                    T"
+    value = (b'{"diaSourceId":9223372036854775807,"diaObjectId":281474976710657,'
+             b'"psfFlux":null,"timeProcessed":"2025-11-02T03:04:05.123456Z",'
+             b'"cutoutDifference":"' + base64.b64encode(stamp) + b'","prvDiaSources":[{"psfFlux":12.5}]}')
+    alert = make_alert(value, content_type=codecs.JSON, source_content_type=codecs.AVRO_CONFLUENT,
+                       schema_id=1101)
+    assert (alert.source_content_type, alert.schema_id) == (codecs.AVRO_CONFLUENT, 1101)
+    record = alert.record()
+    assert record == alert.decode() == alert.json()
+    assert record["diaSourceId"] == 2**63 - 1 and type(record["diaSourceId"]) is int
+    assert record["diaObjectId"] == 281474976710657
+    assert codecs.b64bytes(record["cutoutDifference"]) == stamp
+    assert codecs.as_datetime(record["timeProcessed"]).microsecond == 123456
+    assert record["psfFlux"] is None and record["prvDiaSources"] == [{"psfFlux": 12.5}]
+    with pytest.raises(AlertDecodeError, match=r"the sidecar decoded it into application/json.*record\(\)"):
+        alert.avro()
+
+
+def test_worker_code_is_the_same_for_raw_avro_and_the_json_form() -> None:
+    from alert_sidecar.rubin import RubinAlertFactory
+
+    factory = RubinAlertFactory(seed=1)
+    source = factory.make(0)
+    assert source["diaSourceId"] > 2**53  # beyond what a double holds exactly
+    raw = make_alert(factory.encode(source), content_type=codecs.AVRO_CONFLUENT, offset=7)
+    as_json = json_form(raw)
+    assert (as_json.id, as_json.content_type, as_json.source_content_type, as_json.schema_id) == (
+        "test/0/7", codecs.JSON, codecs.AVRO_CONFLUENT, factory.schema_id)
+
+    def summary(alert: Alert) -> tuple[Any, ...]:
+        record = alert.record()
+        return (record["diaSourceId"], record["diaSource"]["psfFlux"],
+                [s["diaSourceId"] for s in record["prvDiaSources"]],
+                codecs.b64bytes(record["cutoutDifference"]))
+
+    assert summary(raw) == summary(as_json)
+    assert summary(raw)[0] == source["diaSourceId"]
+    assert summary(raw)[3] == source["cutoutDifference"]
+
+
+def test_json_form_projection_keeps_the_fields_asked_for() -> None:
+    alert = ztf_alert(ZTF_PACKETS[0])
+    full = alert.record()
+    projected = json_form(alert, fields=["candid", "candidate.magpsf", "prv_candidates.jd", "nosuchfield"])
+    record = projected.record()
+    assert record == {
+        "candid": full["candid"],
+        "candidate": {"magpsf": full["candidate"]["magpsf"]},
+        "prv_candidates": [{"jd": previous["jd"]} for previous in full["prv_candidates"]],
+    }
+    assert projected.source_content_type == codecs.AVRO_OCF
+    assert len(projected.value) < len(json_form(alert).value) / 10
+
+
+# --- Writer schemas sent with the batch (AlertBatch.schemas) ---------------------------------
+
+
+def rubin_schema_text(version: str) -> str:
+    """Rubin's schema of a version as Avro schema JSON, as a sidecar sends it with a batch."""
+    import lsst.alert.packet as packet
+
+    registry = packet.SchemaRegistry.all_schemas_from_filesystem()
+    return json.dumps(registry.get_by_version(version).definition)
+
+
+def id_worker(**worker_args: Any) -> Any:
+    @alert_worker.worker(name="ids", **worker_args)
+    def ids(alert: Alert) -> Any:
+        return {"diaSourceId": alert.avro()["diaSource"]["diaSourceId"]}
+
+    return ids
+
+
+def answer_of(result: Any) -> Any:
+    assert result.verdict is Verdict.OK, result.error
+    return codecs.decode_json(result.outputs[0].value)
+
+
+def test_batch_schemas_decode_an_id_no_registry_knows() -> None:
+    record = rubin_sample("11.1")
+    record["diaSource"]["diaSourceId"] = 2**62 + 1
+    value = codecs.encode_confluent(record, json.loads(rubin_schema_text("11.1")), 424242)
+    alert = make_alert(value, content_type=codecs.AVRO_CONFLUENT)
+    assert alert.schema_id == 424242
+
+    [result] = run(id_worker(), [alert], schemas={424242: rubin_schema_text("11.1")})
+    assert answer_of(result) == {"diaSourceId": 2**62 + 1}
+
+    [without] = run(id_worker(), [alert])
+    assert without.verdict is Verdict.DEAD_LETTER
+    assert ("the batch carries no writer schema for id 424242 (it carries: none), and schema id 424242 "
+            "is not a Rubin schema known to lsst-alert-packet") in without.error
+
+    # ProcessAlert has no batch: the worker's resolver chain alone, Rubin's registry by default.
+    [answered] = processing.process(id_worker(), [alert.to_proto()])
+    assert answered.verdict == Verdict.DEAD_LETTER
+    assert answered.error.startswith("cannot decode the alert: schema id 424242 is not a Rubin schema")
+
+
+def test_batch_schemas_come_before_the_workers_resolver_which_comes_instead_of_rubins() -> None:
+    mine = {"type": "record", "name": "mine", "fields": [
+        {"name": "diaSource", "type": {"type": "record", "name": "src", "fields": [
+            {"name": "diaSourceId", "type": "long"}]}}]}
+    resolver = codecs.MappingSchemaResolver({424242: mine, 9: mine})
+    ours = make_alert(codecs.encode_confluent({"diaSource": {"diaSourceId": 5}}, mine, 9),
+                      content_type=codecs.AVRO_CONFLUENT, offset=0)
+    rubin = rubin_alert(version="11.1", offset=1)
+    record = rubin_sample("11.1")
+    sent = make_alert(codecs.encode_confluent(record, json.loads(rubin_schema_text("11.1")), 424242),
+                      content_type=codecs.AVRO_CONFLUENT, offset=2)
+    results = run(id_worker(schema_resolver=resolver), [ours, rubin, sent],
+                  schemas={424242: rubin_schema_text("11.1")})
+    assert answer_of(results[0]) == {"diaSourceId": 5}  # the worker's own resolver
+    # Rubin's registry is not consulted behind a resolver of the worker's own.
+    assert results[1].verdict is Verdict.DEAD_LETTER
+    assert "it carries: 424242" in results[1].error and "schema id 1101 is not one of this resolver's ids" \
+        in results[1].error
+    # The batch's writer schema wins over the worker's schema of the same id.
+    assert answer_of(results[2]) == {"diaSourceId": record["diaSource"]["diaSourceId"]}
+
+
+def test_writer_schemas_are_parsed_once_per_process() -> None:
+    text = json.dumps(SMALL_SCHEMA)
+    first = codecs.BatchSchemaResolver({77: text}).schema(77)
+    again = codecs.BatchSchemaResolver({77: text.encode().decode()}).schema(77)  # a later batch, the same text
+    assert again is first
+    changed = json.dumps({**SMALL_SCHEMA, "name": "toy2"})
+    assert codecs.BatchSchemaResolver({77: changed}).schema(77) is not first
+
+
+def test_a_broken_writer_schema_is_a_decode_error() -> None:
+    data = codecs.encode_confluent({"id": 1, "flux": None, "stamp": None}, SMALL_SCHEMA, 5)
+    for text in ("{not json", '{"type": "record", "name": "x", "fields": [{"name": "a", "type": "nosuch"}]}'):
+        with pytest.raises(AlertDecodeError, match="the writer schema sent for schema id 5 is not a valid Avro"):
+            codecs.decode_confluent(data, codecs.BatchSchemaResolver({5: text}))

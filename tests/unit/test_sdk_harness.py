@@ -160,3 +160,106 @@ def test_badly_defined_workers_are_refused(attributes: dict[str, Any], message: 
     broken = type("Broken", (alert_worker.Worker,), attributes)()
     with pytest.raises(WorkerDefinitionError, match=message):
         run(broken, [make_alert({})])
+
+
+# --- projection: fields ------------------------------------------------------------
+
+
+def test_fields_reach_describe() -> None:
+    @alert_worker.batch_worker(name="light-curve", accepts=[codecs.JSON],
+                               fields=["diaSourceId", "diaSource.psfFlux", "prvDiaSources.midpointMjdTai"])
+    def light_curve(alerts: list[Alert]) -> list[bool]:
+        return [True] * len(alerts)
+
+    class Projected(alert_worker.Worker):
+        accepts = [codecs.JSON]
+        fields = ["candid", "candidate.magpsf"]
+
+        def process(self, alert: Alert) -> bool:
+            return True
+
+    assert list(processing.describe(light_curve).fields) == [
+        "diaSourceId", "diaSource.psfFlux", "prvDiaSources.midpointMjdTai"]
+    assert list(processing.describe(Projected()).fields) == ["candid", "candidate.magpsf"]
+    assert list(processing.describe(alert_worker.worker(lambda alert: True)).fields) == []
+
+
+@pytest.mark.parametrize("fields, message", [
+    ("diaSource.psfFlux", r"fields must be a list of str, like \['diaSource.psfFlux'\]"),
+    ([""], "fields lists '', which is not a dotted path of field names"),
+    (["diaSource..psfFlux"], "is not a dotted path"),
+    (["diaSource.psfFlux "], "is not a dotted path"),
+    (["1st"], "is not a dotted path"),
+    (["prvDiaSources[0].psfFlux"], "is not a dotted path"),
+    (["a.b", "a.b"], r"fields \['a.b', 'a.b'\] repeats a path"),
+])
+def test_bad_fields_are_refused(fields: Any, message: str) -> None:
+    @alert_worker.worker(name="projected", accepts=[codecs.JSON], fields=fields)
+    def projected(alert: Alert) -> bool:
+        return True
+
+    with pytest.raises(WorkerDefinitionError, match=message):
+        run(projected, [make_alert({})])
+
+
+def test_fields_without_the_json_form_are_worth_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    @alert_worker.worker(name="raw-projected", accepts=[codecs.AVRO_CONFLUENT], fields=["diaSourceId"])
+    def raw_projected(alert: Alert) -> bool:
+        return True
+
+    @alert_worker.worker(name="any-projected", fields=["diaSourceId"])
+    def any_projected(alert: Alert) -> bool:
+        return True
+
+    with caplog.at_level("WARNING", logger="alert_worker"):
+        run(raw_projected, [make_alert({})])
+        run(any_projected, [make_alert({})])
+    warned = [record.getMessage() for record in caplog.records]
+    assert len(warned) == 1
+    assert "'raw-projected' declares fields ['diaSourceId'], but a projection only applies to the JSON form" \
+        in warned[0]
+
+
+# --- the contract's newer Alert fields, and batch schemas, through the harness ----------------
+
+
+def test_make_alert_carries_what_the_sidecar_says_of_the_value() -> None:
+    alert = make_alert({"diaSourceId": 2**63 - 1}, source_content_type=codecs.AVRO_CONFLUENT, schema_id=1101)
+    message = alert.to_proto()
+    assert (message.source_content_type, message.schema_id) == (codecs.AVRO_CONFLUENT, 1101)
+    assert (alert.source_content_type, alert.schema_id) == (codecs.AVRO_CONFLUENT, 1101)
+    assert "source_content_type='application/vnd.apache.avro+confluent'" in repr(alert)
+    # A Confluent-framed value is labelled with the id in its header, as the sidecar labels it.
+    framed = make_alert(codecs.encode_confluent({"id": 1}, {"type": "record", "name": "r", "fields": [
+        {"name": "id", "type": "long"}]}, 31337), content_type=codecs.AVRO_CONFLUENT)
+    assert framed.to_proto().schema_id == 31337
+    assert make_alert(b"\x00\x00").to_proto().schema_id == 0
+    assert make_alert({}).source_content_type == ""
+
+
+def test_run_sends_schemas_with_every_batch() -> None:
+    schema = {"type": "record", "name": "r", "fields": [{"name": "id", "type": "long"}]}
+    seen = []
+
+    @alert_worker.batch_worker(name="ids", batch_size=2)
+    def ids(alerts: list[Alert]) -> list[Any]:
+        seen.append(len(alerts))
+        return [{"id": alert.avro()["id"]} for alert in alerts]
+
+    alerts = [make_alert(codecs.encode_confluent({"id": 2**60 + n}, schema, 424242),
+                         content_type=codecs.AVRO_CONFLUENT, offset=n) for n in range(3)]
+    results = run(ids, alerts, schemas={424242: schema})  # a dict is sent as its JSON text
+    assert seen == [2, 1]
+    assert [codecs.decode_json(r.outputs[0].value) for r in results] == [{"id": 2**60 + n} for n in range(3)]
+
+
+def test_a_broken_confluent_value_makes_an_alert_that_dead_letters() -> None:
+    @alert_worker.worker(name="decoder")
+    def decoder(alert: Alert) -> bool:
+        return bool(alert.avro())
+
+    broken = make_alert(b"\x07junk", content_type=codecs.AVRO_CONFLUENT)
+    assert broken.schema_id == 0
+    [result] = run(decoder, [broken])
+    assert result.verdict is Verdict.DEAD_LETTER
+    assert "first byte is 0x07" in result.error

@@ -13,16 +13,19 @@ everything Kafka and calls it over gRPC::
     if __name__ == "__main__":
         alert_worker.serve(bright)
 
-See ``alert_worker.processing`` for what a worker may return, and
-``alert_worker.testing`` to run one in a test.
+See ``alert_worker.processing`` for what a worker may return,
+``alert_worker.testing`` to run one in a test, and ``alert_worker.cutouts``
+to read an alert's image stamps.
 """
 
+from . import codecs, cutouts
 from ._version import __version__
 from .alert import Alert
 from .codecs import SchemaResolver
 from .exceptions import (
     AlertDecodeError,
     AlertWorkerError,
+    CutoutError,
     DeadLetter,
     InvalidReturn,
     MissingDependencyError,
@@ -48,12 +51,15 @@ __all__ = [
     "start",
     "RunningServer",
     "SchemaResolver",
+    "codecs",
+    "cutouts",
     "AlertWorkerError",
     "Retry",
     "DeadLetter",
     "InvalidReturn",
     "AlertDecodeError",
     "UnknownSchemaError",
+    "CutoutError",
     "MissingDependencyError",
     "WorkerDefinitionError",
     "ServeError",

@@ -15,11 +15,21 @@ The formats, named by the media types of the contract (``Alert.content_type``):
 - ``application/vnd.apache.avro.ocf``: an Avro Object Container File with its
   schema inside, ZTF's form. One Kafka record holds one alert, so the first
   record of the file is the alert.
+
+A sidecar either passes an Avro alert as it is (with the writer schemas of the
+batch's Confluent-framed alerts in ``AlertBatch.schemas``, read here by
+``BatchSchemaResolver``) or decodes it for the worker into the contract's JSON
+form (``application/json`` with ``Alert.source_content_type`` naming the Avro
+form). The two decoded forms hold the same values except where JSON has no
+type for them: bytes (cutouts) are base64 strings, timestamps ISO 8601
+strings, NaN and infinities null. ``b64bytes`` and ``as_datetime`` read such a
+field the same way from either form.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime
 import decimal
 import io
@@ -29,7 +39,7 @@ import struct
 import threading
 import uuid
 from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, overload, runtime_checkable
 
 import fastavro
 
@@ -47,10 +57,14 @@ __all__ = [
     "decode_confluent",
     "encode_confluent",
     "decode_ocf",
+    "b64bytes",
+    "as_datetime",
     "SchemaResolver",
     "MappingSchemaResolver",
+    "BatchSchemaResolver",
     "RubinSchemaResolver",
     "rubin_resolver",
+    "parse_writer_schema",
 ]
 
 JSON = "application/json"
@@ -131,6 +145,68 @@ def _finite(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     return value
+
+
+# --- Fields that differ between the decoded forms --------------------------------
+
+
+@overload
+def b64bytes(value: bytes | bytearray | memoryview | str) -> bytes: ...
+
+
+@overload
+def b64bytes(value: None) -> None: ...
+
+
+def b64bytes(value: bytes | bytearray | memoryview | str | None) -> bytes | None:
+    """The bytes of a bytes field (a cutout stamp) of a decoded alert, whatever its form.
+
+    Avro decoding gives bytes, returned as they are; the JSON form gives a
+    base64 string (RFC 4648, padded), decoded here. None (a null field) stays
+    None. Raises ``AlertDecodeError`` for a string that is not base64.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, str):
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise AlertDecodeError(
+                f"a bytes field of the JSON form is a base64 string, and this one is not "
+                f"({len(value)} characters starting {value[:16]!r}): {exc}") from exc
+    raise TypeError(f"b64bytes takes bytes or a base64 str, not {type(value).__name__}")
+
+
+@overload
+def as_datetime(value: datetime.datetime | str) -> datetime.datetime: ...
+
+
+@overload
+def as_datetime(value: None) -> None: ...
+
+
+def as_datetime(value: datetime.datetime | str | None) -> datetime.datetime | None:
+    """A timestamp field of a decoded alert as a ``datetime``, whatever its form.
+
+    Avro decoding gives an aware ``datetime`` (UTC), returned as it is; the JSON
+    form gives an ISO 8601 string, parsed here (a trailing ``Z`` means UTC).
+    None (a null field) stays None. Raises ``AlertDecodeError`` for a string
+    that is not ISO 8601.
+    """
+    if value is None or isinstance(value, datetime.datetime):
+        return value
+    if isinstance(value, str):
+        text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value  # Python < 3.11 refuses Z
+        try:
+            parsed = datetime.datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise AlertDecodeError(f"the timestamp {value!r} is not an ISO 8601 date and time") from exc
+        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=datetime.timezone.utc)
+    raise TypeError(f"as_datetime takes a datetime or an ISO 8601 str, not {type(value).__name__}")
 
 
 # --- Avro, Confluent wire format ----------------------------------------------
@@ -235,6 +311,78 @@ class MappingSchemaResolver:
         except KeyError:
             known = ", ".join(str(i) for i in sorted(self._parsed)) or "none"
             raise UnknownSchemaError(f"schema id {schema_id} is not one of this resolver's ids ({known})") from None
+
+
+class BatchSchemaResolver:
+    """The writer schemas a sidecar sent with one batch (``AlertBatch.schemas``), then a fallback.
+
+    ``schemas`` maps schema ids to Avro schema JSON text, as the batch carries
+    them. An id the batch has no schema for goes to ``fallback`` (the worker's
+    own resolver; None: Rubin's registry). Texts are parsed once per process
+    and shared by every batch that repeats them, so a batch costs a look-up
+    per schema id it uses, not a parse. One object serves one batch.
+    """
+
+    def __init__(self, schemas: Mapping[int, str], fallback: SchemaResolver | None = None) -> None:
+        self._texts = dict(schemas)
+        self._fallback = fallback
+        self._resolved: dict[int, Any] = {}
+
+    @property
+    def schema_ids(self) -> list[int]:
+        """The ids the batch carries a writer schema for, in order."""
+        return sorted(self._texts)
+
+    def schema(self, schema_id: int) -> Any:
+        parsed = self._resolved.get(schema_id)
+        if parsed is None:
+            text = self._texts.get(schema_id)
+            parsed = self._from_fallback(schema_id) if text is None else parse_writer_schema(schema_id, text)
+            self._resolved[schema_id] = parsed
+        return parsed
+
+    def _from_fallback(self, schema_id: int) -> Any:
+        try:
+            return (self._fallback or rubin_resolver()).schema(schema_id)
+        except UnknownSchemaError as exc:
+            carried = ", ".join(str(i) for i in self.schema_ids) or "none"
+            raise UnknownSchemaError(
+                f"the batch carries no writer schema for id {schema_id} (it carries: {carried}), "
+                f"and {exc}") from exc
+
+
+# Writer schemas parsed from batches, by (schema id, schema text). A stream
+# carries a few schema versions and every batch repeats them, while parsing a
+# Rubin schema costs milliseconds: each is parsed once per process. Keying on
+# the text as well as the id means an id registered again with another schema
+# is never answered with the old one. The bound only guards memory against a
+# sidecar that would send a new schema with every batch.
+_MAX_WRITER_SCHEMAS = 256
+_writer_schemas: dict[tuple[int, str], Any] = {}
+_writer_schemas_lock = threading.Lock()
+
+
+def parse_writer_schema(schema_id: int, text: str) -> Any:
+    """The parsed form of a writer schema sent as Avro schema JSON, cached for the process.
+
+    Raises ``AlertDecodeError`` when the text is not a valid Avro schema.
+    """
+    key = (schema_id, text)
+    with _writer_schemas_lock:
+        parsed = _writer_schemas.get(key)
+    if parsed is not None:
+        return parsed
+    try:
+        parsed = fastavro.parse_schema(json.loads(text))
+    except Exception as exc:  # json's ValueError, fastavro's SchemaParseException, UnknownType, ...
+        raise AlertDecodeError(
+            f"the writer schema sent for schema id {schema_id} is not a valid Avro schema: "
+            f"{type(exc).__name__}: {exc}") from exc
+    with _writer_schemas_lock:
+        if len(_writer_schemas) >= _MAX_WRITER_SCHEMAS:
+            del _writer_schemas[next(iter(_writer_schemas))]  # the oldest
+        _writer_schemas[key] = parsed
+    return parsed
 
 
 class RubinSchemaResolver:

@@ -59,6 +59,16 @@ class UnknownSchemaError(AlertDecodeError):
     """A Confluent wire-format alert names a schema id the resolver does not know."""
 
 
+class CutoutError(AlertDecodeError):
+    """A cutout stamp cannot be read as an image (not FITS, truncated, no 2-D image).
+
+    Raised by ``alert_worker.cutouts``. A subclass of ``AlertDecodeError``: when
+    it escapes a worker function the alert is answered DEAD_LETTER, since the
+    same stamp never reads later. Catch it to process the alert without its
+    picture.
+    """
+
+
 class MissingDependencyError(AlertWorkerError, ImportError):
     """An optional package that a feature needs is not installed.
 

@@ -42,18 +42,20 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from alertsidecar.v1 import worker_pb2
 
+from . import codecs
 from ._version import __version__
 from .alert import Alert
 from .exceptions import AlertDecodeError, DeadLetter, InvalidReturn, Retry
 from .results import Output, Result, Verdict
 from .workers import Worker
 
-__all__ = ["SDK", "describe", "process", "to_result", "result_to_proto", "result_from_proto"]
+__all__ = ["SDK", "describe", "process", "process_batch", "schema_resolver", "to_result", "result_to_proto",
+           "result_from_proto"]
 
 SDK = f"python/alert_worker {__version__}"
 
@@ -80,13 +82,40 @@ def describe(worker: Worker) -> worker_pb2.WorkerDescription:
         preferred_batch_size=worker.batch_size,
         routes=list(worker.routes),
         sdk=SDK,
+        fields=list(worker.fields),
     )
 
 
-def process(worker: Worker, messages: Sequence[worker_pb2.Alert]) -> list[worker_pb2.AlertResult]:
-    """Run the worker on alerts and answer each of them, in the same order, with its id."""
+def process_batch(worker: Worker, batch: worker_pb2.AlertBatch) -> worker_pb2.BatchResult:
+    """Run the worker on a batch (ProcessBatch, or one batch of ProcessStream) and answer it."""
+    return worker_pb2.BatchResult(batch_id=batch.batch_id,
+                                  results=process(worker, batch.alerts, schemas=batch.schemas))
+
+
+def schema_resolver(worker: Worker, schemas: Mapping[int, str] | None) -> codecs.SchemaResolver | None:
+    """Where ``Alert.avro()`` finds writer schemas for alerts of a batch carrying ``schemas``.
+
+    The batch's schemas first: they are the sidecar's, the writers of exactly
+    these bytes. Then the worker's ``schema_resolver``, which replaces Rubin's
+    registry rather than adding to it, since a registry of another stream may
+    use the same ids for other schemas. None (no batch, ProcessAlert): the
+    worker's resolver, which ``Alert`` takes to mean Rubin's when unset.
+    """
+    if schemas is None:
+        return worker.schema_resolver
+    return codecs.BatchSchemaResolver(schemas, fallback=worker.schema_resolver)
+
+
+def process(worker: Worker, messages: Sequence[worker_pb2.Alert],
+            schemas: Mapping[int, str] | None = None) -> list[worker_pb2.AlertResult]:
+    """Run the worker on alerts and answer each of them, in the same order, with its id.
+
+    ``schemas`` is the batch's ``AlertBatch.schemas`` (writer schemas by
+    Confluent schema id), None for alerts that came without a batch.
+    """
     worker.ensure_setup()
-    alerts = [Alert(message, schema_resolver=worker.schema_resolver) for message in messages]
+    resolver = schema_resolver(worker, schemas)
+    alerts = [Alert(message, schema_resolver=resolver) for message in messages]
     if worker.handles_batches():
         results = _run_batch(worker, alerts)
     else:

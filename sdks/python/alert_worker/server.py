@@ -80,8 +80,7 @@ class _AlertWorkerService(worker_pb2_grpc.AlertWorkerServicer):
 
     def ProcessBatch(self, request: worker_pb2.AlertBatch, context: grpc.ServicerContext) -> worker_pb2.BatchResult:
         with self._call():
-            return worker_pb2.BatchResult(batch_id=request.batch_id,
-                                          results=processing.process(self._worker, request.alerts))
+            return processing.process_batch(self._worker, request)
 
     def ProcessStream(self, request_iterator: Iterator[worker_pb2.AlertBatch],
                       context: grpc.ServicerContext) -> Iterator[worker_pb2.BatchResult]:
@@ -108,8 +107,7 @@ class _AlertWorkerService(worker_pb2_grpc.AlertWorkerServicer):
                     context.set_code(grpc.StatusCode.UNAVAILABLE)
                     context.set_details("the worker is shutting down")
                     return
-                yield worker_pb2.BatchResult(batch_id=batch.batch_id,
-                                             results=processing.process(self._worker, batch.alerts))
+                yield processing.process_batch(self._worker, batch)
         finally:
             with self._lock:
                 self._stream_inboxes.discard(inbox)

@@ -13,13 +13,18 @@ messages to bytes and back; only the transport differs. So::
 
 ``rubin_sample()``/``rubin_alert()`` make Rubin alerts from the sample alerts
 of ``lsst-alert-packet``, in the Confluent wire format a Rubin stream carries;
-``ztf_alert()`` reads a ZTF alert packet (an Avro container file).
+``ztf_alert()`` reads a ZTF alert packet (an Avro container file);
+``json_form()`` turns either into the JSON form a sidecar sends a worker that
+accepts ``application/json``. ``run(..., schemas=...)`` sends writer schemas
+with each batch, as a sidecar does for Confluent-framed alerts.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import fastavro
@@ -28,11 +33,11 @@ from alertsidecar.v1 import worker_pb2
 
 from . import codecs, processing
 from .alert import Alert
-from .exceptions import MissingDependencyError
+from .exceptions import AlertDecodeError, MissingDependencyError
 from .results import HeaderValue, Result
 from .workers import Worker
 
-__all__ = ["make_alert", "run", "rubin_sample", "rubin_alert", "ztf_alert"]
+__all__ = ["make_alert", "run", "json_form", "rubin_sample", "rubin_alert", "ztf_alert"]
 
 AlertLike = Alert | worker_pb2.Alert
 
@@ -41,7 +46,8 @@ _OCF_MAGIC = b"Obj\x01"  # opens every Avro Object Container File (Avro spec)
 
 def make_alert(value: Any, *, key: bytes | str | None = None, content_type: str | None = None,
                topic: str = "test", partition: int = 0, offset: int = 0, timestamp_ms: int = 0,
-               headers: Iterable[tuple[str, HeaderValue]] = (), attempt: int = 0) -> Alert:
+               headers: Iterable[tuple[str, HeaderValue]] = (), attempt: int = 0,
+               source_content_type: str = "", schema_id: int | None = None) -> Alert:
     """An alert as the sidecar would send it, with id ``"<topic>/<partition>/<offset>"``.
 
     ``value`` is bytes, or a dict or list (encoded as JSON), or a str (UTF-8
@@ -49,6 +55,11 @@ def make_alert(value: Any, *, key: bytes | str | None = None, content_type: str 
     Avro container file for bytes that start like one, text for a str, else
     ``application/octet-stream``. Give ``content_type`` for Confluent
     wire-format bytes, or use ``rubin_alert()``.
+
+    ``source_content_type`` is the form the alert had in the input buffer when
+    the sidecar converted it (``json_form()`` sets it). ``schema_id`` is the
+    Confluent schema id of the input alert; None takes it, as the sidecar
+    does, from bytes 1 to 4 of a Confluent-framed value (0 for other values).
     """
     if isinstance(value, (dict, list)):
         data = codecs.encode_json(value)
@@ -61,9 +72,16 @@ def make_alert(value: Any, *, key: bytes | str | None = None, content_type: str 
         guessed = codecs.AVRO_OCF if data.startswith(_OCF_MAGIC) else codecs.OCTET_STREAM
     else:
         raise TypeError(f"make_alert takes bytes, a dict, a list or a str, not {type(value).__name__}")
+    content_type = content_type or guessed
+    if schema_id is None:
+        schema_id = 0
+        if codecs.media_type(content_type) == codecs.AVRO_CONFLUENT:
+            with contextlib.suppress(AlertDecodeError):  # a broken value, to test dead letters: no id
+                schema_id = codecs.split_confluent(data[:5])[0]
     message = worker_pb2.Alert(
         id=f"{topic}/{partition}/{offset}", topic=topic, partition=partition, offset=offset,
-        timestamp_ms=timestamp_ms, value=data, content_type=content_type or guessed, attempt=attempt)
+        timestamp_ms=timestamp_ms, value=data, content_type=content_type, attempt=attempt,
+        source_content_type=source_content_type, schema_id=schema_id)
     if key is not None:
         message.key = key.encode("utf-8") if isinstance(key, str) else bytes(key)
     for name, header_value in headers:
@@ -72,24 +90,30 @@ def make_alert(value: Any, *, key: bytes | str | None = None, content_type: str 
     return Alert(message)
 
 
-def run(worker: Worker, alerts: Iterable[AlertLike]) -> list[Result]:
+def run(worker: Worker, alerts: Iterable[AlertLike], *, schemas: Mapping[int, str | dict[str, Any]] | None = None
+        ) -> list[Result]:
     """Run a worker on alerts as the sidecar would, and return one ``Result`` per alert, in order.
 
     The alerts go in batches of the worker's ``batch_size`` (all in one batch
-    if it is 0), each encoded and decoded as on the wire. The worker's
+    if it is 0), each encoded and decoded as on the wire. ``schemas`` (Avro
+    schemas as JSON text or dicts, by Confluent schema id) go with every batch
+    as ``AlertBatch.schemas``, the writer schemas a sidecar sends for the
+    Confluent-framed alerts it passes as they are; without them the worker
+    falls back on its ``schema_resolver`` (or Rubin's registry). The worker's
     ``setup()`` runs first if it has not run yet.
     """
     worker.ensure_setup()  # a badly defined worker fails here, as serve() would refuse it
     messages = [_as_message(alert) for alert in alerts]
     if not messages:
         return []
+    texts = {int(schema_id): schema if isinstance(schema, str) else json.dumps(schema)
+             for schema_id, schema in (schemas or {}).items()}
     size = worker.batch_size or len(messages)
     results: list[Result] = []
     for batch_id, start in enumerate(range(0, len(messages), size)):
-        sent = worker_pb2.AlertBatch(batch_id=batch_id, alerts=messages[start:start + size])
+        sent = worker_pb2.AlertBatch(batch_id=batch_id, alerts=messages[start:start + size], schemas=texts)
         received = worker_pb2.AlertBatch.FromString(sent.SerializeToString())
-        answer = worker_pb2.BatchResult(batch_id=received.batch_id,
-                                        results=processing.process(worker, received.alerts))
+        answer = processing.process_batch(worker, received)
         answer = worker_pb2.BatchResult.FromString(answer.SerializeToString())
         ids = [message.id for message in received.alerts]
         answered = [result.id for result in answer.results]
@@ -105,6 +129,63 @@ def _as_message(alert: AlertLike) -> worker_pb2.Alert:
     if isinstance(alert, worker_pb2.Alert):
         return alert
     raise TypeError(f"run() takes Alert objects (see make_alert), not {type(alert).__name__}")
+
+
+# --- The JSON form ---------------------------------------------------------------
+
+
+def json_form(alert: Alert, fields: Sequence[str] = ()) -> Alert:
+    """An Avro alert as a sidecar sends it to a worker that accepts ``application/json``.
+
+    The alert (from ``rubin_alert``, ``ztf_alert`` or a ``make_alert`` with an
+    Avro content type) is decoded and written in the contract's JSON form:
+    64-bit integers in full, bytes as base64, timestamps ISO 8601, NaN as null.
+    ``fields`` projects it as the worker's ``fields`` would (dotted paths; a
+    path through an array applies to each element; a path to a field the
+    alert lacks is left out). The Kafka fields stay as they were;
+    ``source_content_type`` and ``schema_id`` say what the alert was.
+    """
+    kind = codecs.media_type(alert.content_type)
+    if kind not in (codecs.AVRO_CONFLUENT, codecs.AVRO_OCF):
+        raise ValueError(f"json_form() converts Avro alerts, and alert {alert.id} is {alert.content_type!r}")
+    record = alert.avro()
+    if fields:
+        record = _project(record, _field_tree(fields))
+    message = alert.to_proto()
+    message.value = codecs.encode_json(record)
+    message.content_type = codecs.JSON
+    message.source_content_type = alert.content_type
+    message.schema_id = alert.schema_id
+    return Alert(message)
+
+
+# A projection as a tree of field names; None marks a field kept whole.
+_FieldTree = dict[str, "_FieldTree | None"]
+
+
+def _field_tree(fields: Sequence[str]) -> _FieldTree:
+    tree: _FieldTree = {}
+    for path in fields:
+        node = tree
+        *parents, last = path.split(".")
+        for name in parents:
+            child = node.setdefault(name, {})
+            if child is None:  # a shorter path keeps this field whole already
+                break
+            node = child
+        else:
+            node[last] = None
+    return tree
+
+
+def _project(value: Any, tree: _FieldTree | None) -> Any:
+    if tree is None:
+        return value
+    if isinstance(value, list):
+        return [_project(item, tree) for item in value]
+    if isinstance(value, dict):
+        return {name: _project(value[name], subtree) for name, subtree in tree.items() if name in value}
+    return value  # a null record or array, or a path into a scalar: as it is
 
 
 # --- Rubin and ZTF alerts -------------------------------------------------------

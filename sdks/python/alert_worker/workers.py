@@ -25,6 +25,8 @@ What ``process`` may return, and what each form means, is in
 from __future__ import annotations
 
 import functools
+import logging
+import re
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, overload
@@ -35,8 +37,18 @@ from .exceptions import WorkerDefinitionError
 
 __all__ = ["Worker", "worker", "batch_worker"]
 
+log = logging.getLogger("alert_worker")
+
 # The contract's preferred_batch_size is a uint32.
 _MAX_BATCH_SIZE = 2**32 - 1
+
+# A projection path: Avro names (the Avro spec's [A-Za-z_][A-Za-z0-9_]*)
+# joined by dots, as the contract's WorkerDescription.fields writes them.
+_FIELD_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+# The accepts entries under which a sidecar may send the JSON form, the only
+# form a projection applies to.
+_JSON_FORMS = frozenset({"*/*", "application/*", codecs.JSON})
 
 
 class Worker:
@@ -47,7 +59,12 @@ class Worker:
 
     - ``name``: a short name for logs and metrics (default: the class name);
     - ``version``: the worker's own version, free text;
-    - ``accepts``: the content types it takes (``"*/*"`` for any);
+    - ``accepts``: the content types it takes, in order of preference (``"*/*"``
+      for any): the Avro forms to get alerts as they are, ``"application/json"``
+      to have the sidecar decode Avro alerts into JSON for it;
+    - ``fields``: the fields of the decoded alert it reads, as dotted paths
+      (``"diaSource.psfFlux"``, ``"prvDiaSources.midpointMjdTai"``): alerts the
+      sidecar decodes to JSON then carry only those. Empty: the whole alert;
     - ``routes``: output routes it may name besides the default ``""``;
     - ``batch_size``: how many alerts it prefers per call, 0 to let the sidecar choose;
     - ``schema_resolver``: where ``Alert.avro()`` finds Confluent schema ids
@@ -60,6 +77,7 @@ class Worker:
     name: str = ""
     version: str = "0.0.0"
     accepts: Sequence[str] = ("*/*",)
+    fields: Sequence[str] = ()
     routes: Sequence[str] = ()
     batch_size: int = 0
     schema_resolver: codecs.SchemaResolver | None = None
@@ -105,7 +123,7 @@ class Worker:
         for attribute in ("name", "version"):
             if not isinstance(getattr(self, attribute), str):
                 raise WorkerDefinitionError(f"{who}: {attribute} must be a str")
-        for attribute in ("accepts", "routes"):
+        for attribute in ("accepts", "fields", "routes"):
             value = getattr(self, attribute)
             if isinstance(value, str) or not all(isinstance(item, str) for item in value):
                 raise WorkerDefinitionError(
@@ -116,6 +134,7 @@ class Worker:
                 f"{who}: routes lists extra route names; the default route \"\" is always there")
         if len(set(self.routes)) != len(self.routes):
             raise WorkerDefinitionError(f"{who}: routes {list(self.routes)} repeats a name")
+        self._check_fields(who)
         if (isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int)
                 or not 0 <= self.batch_size <= _MAX_BATCH_SIZE):
             raise WorkerDefinitionError(
@@ -123,6 +142,21 @@ class Worker:
                 f"not {self.batch_size!r}")
         if self.schema_resolver is not None and not isinstance(self.schema_resolver, codecs.SchemaResolver):
             raise WorkerDefinitionError(f"{who}: schema_resolver must have a schema(schema_id) method")
+
+    def _check_fields(self, who: str) -> None:
+        for path in self.fields:
+            if not _FIELD_PATH.fullmatch(path):
+                raise WorkerDefinitionError(
+                    f"{who}: fields lists {path!r}, which is not a dotted path of field names "
+                    f"like \"diaSource.psfFlux\" (names are letters, digits and _, not starting with a digit)")
+        if len(set(self.fields)) != len(self.fields):
+            raise WorkerDefinitionError(f"{who}: fields {list(self.fields)} repeats a path")
+        if self.fields and self.accepts and not _JSON_FORMS.intersection(self.accepts):
+            # Not an error: a worker may switch accepts back and forth, and the
+            # contract says the projection is then ignored. But say so once.
+            log.warning("worker %r declares fields %s, but a projection only applies to the JSON form and "
+                        "it accepts %s: every alert comes whole", self.worker_name, list(self.fields),
+                        list(self.accepts))
 
     def _defines_processing(self) -> bool:
         return type(self).process is not Worker.process or self.handles_batches()
@@ -155,7 +189,7 @@ class FunctionWorker(Worker):
 
     def __init__(self, function: Callable[..., Any], *, batch: bool, name: str | None, version: str,
                  accepts: Sequence[str], routes: Sequence[str], batch_size: int,
-                 schema_resolver: codecs.SchemaResolver | None) -> None:
+                 schema_resolver: codecs.SchemaResolver | None, fields: Sequence[str] = ()) -> None:
         if not callable(function):
             raise WorkerDefinitionError(f"@worker decorates a function, not {function!r}")
         functools.update_wrapper(self, function)
@@ -164,6 +198,7 @@ class FunctionWorker(Worker):
         self.name = name if name is not None else getattr(function, "__name__", "worker")
         self.version = version
         self.accepts = tuple(accepts) if not isinstance(accepts, str) else accepts
+        self.fields = tuple(fields) if not isinstance(fields, str) else fields
         self.routes = tuple(routes) if not isinstance(routes, str) else routes
         self.batch_size = batch_size
         self.schema_resolver = schema_resolver
@@ -194,17 +229,19 @@ def worker(function: Callable[[Alert], Any], /) -> FunctionWorker: ...
 @overload
 def worker(*, name: str | None = None, version: str = "0.0.0", accepts: Sequence[str] = ("*/*",),
            routes: Sequence[str] = (), batch_size: int = 0,
-           schema_resolver: codecs.SchemaResolver | None = None
+           schema_resolver: codecs.SchemaResolver | None = None, fields: Sequence[str] = ()
            ) -> Callable[[Callable[[Alert], Any]], FunctionWorker]: ...
 
 
 def worker(function: Callable[[Alert], Any] | None = None, /, *, name: str | None = None,
            version: str = "0.0.0", accepts: Sequence[str] = ("*/*",), routes: Sequence[str] = (),
-           batch_size: int = 0, schema_resolver: codecs.SchemaResolver | None = None) -> Any:
+           batch_size: int = 0, schema_resolver: codecs.SchemaResolver | None = None,
+           fields: Sequence[str] = ()) -> Any:
     """Make a per-alert worker of a function taking one ``Alert``.
 
     Use as ``@worker`` or ``@worker(name=..., version=..., accepts=[...],
-    routes=[...], batch_size=0)``. The function returns True (keep), False
+    fields=[...], routes=[...], batch_size=0)`` (see ``Worker`` for what each
+    means). The function returns True (keep), False
     (drop), bytes, a dict (JSON), an ``Output``, a list of them or a
     ``Result``; it may raise ``Retry`` or ``DeadLetter``. ``batch_size`` still
     tells the sidecar how many alerts to send per call: the SDK calls the
@@ -213,7 +250,8 @@ def worker(function: Callable[[Alert], Any] | None = None, /, *, name: str | Non
 
     def make(function: Callable[[Alert], Any]) -> FunctionWorker:
         return FunctionWorker(function, batch=False, name=name, version=version, accepts=accepts,
-                              routes=routes, batch_size=batch_size, schema_resolver=schema_resolver)
+                              routes=routes, batch_size=batch_size, schema_resolver=schema_resolver,
+                              fields=fields)
 
     return make(function) if function is not None else make
 
@@ -225,14 +263,14 @@ def batch_worker(function: Callable[[list[Alert]], Sequence[Any]], /) -> Functio
 @overload
 def batch_worker(*, name: str | None = None, version: str = "0.0.0", accepts: Sequence[str] = ("*/*",),
                  routes: Sequence[str] = (), batch_size: int = 0,
-                 schema_resolver: codecs.SchemaResolver | None = None
+                 schema_resolver: codecs.SchemaResolver | None = None, fields: Sequence[str] = ()
                  ) -> Callable[[Callable[[list[Alert]], Sequence[Any]]], FunctionWorker]: ...
 
 
 def batch_worker(function: Callable[[list[Alert]], Sequence[Any]] | None = None, /, *,
                  name: str | None = None, version: str = "0.0.0", accepts: Sequence[str] = ("*/*",),
                  routes: Sequence[str] = (), batch_size: int = 0,
-                 schema_resolver: codecs.SchemaResolver | None = None) -> Any:
+                 schema_resolver: codecs.SchemaResolver | None = None, fields: Sequence[str] = ()) -> Any:
     """Make a batch worker of a function taking ``list[Alert]`` and returning one item per alert.
 
     Each item is anything a per-alert worker may return, or a ``Retry`` or
@@ -243,6 +281,7 @@ def batch_worker(function: Callable[[list[Alert]], Sequence[Any]] | None = None,
 
     def make(function: Callable[[list[Alert]], Sequence[Any]]) -> FunctionWorker:
         return FunctionWorker(function, batch=True, name=name, version=version, accepts=accepts,
-                              routes=routes, batch_size=batch_size, schema_resolver=schema_resolver)
+                              routes=routes, batch_size=batch_size, schema_resolver=schema_resolver,
+                              fields=fields)
 
     return make(function) if function is not None else make

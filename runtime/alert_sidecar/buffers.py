@@ -1,13 +1,26 @@
 """Buffer URIs: where a Kafka topic used as a stage's buffer lives.
 
-A buffer is ``kafka://host:port[,host:port...]/topic``. Every buffer names its own
-cluster, so the input and outputs of a stage may live on different Kafka
-clusters, as the LSST:UK design asks ("multiple logical Kafka services").
+A buffer is ``kafka://host:port[,host:port...]/topic[?option=value&...]``. Every
+buffer names its own cluster, so the input and outputs of a stage may live on
+different Kafka clusters, as the LSST:UK design asks ("multiple logical Kafka
+services").
+
+Options say what the buffer's records are:
+
+- ``format``: ``auto`` (the default: told from the bytes), ``avro-confluent``
+  (Rubin), ``avro-ocf`` (ZTF), ``json`` or ``raw``;
+- ``schema``: for an output buffer in ``avro-confluent``, the Avro schema file
+  (.avsc) its records are written with;
+- ``schema-id``: the Confluent id to frame them with, when no registry is
+  configured (with a registry, the schema is registered and its id used);
+- ``subject``: the registry subject to register under (default ``<topic>-value``,
+  Confluent's TopicNameStrategy).
 """
 
 from __future__ import annotations
 
 import re
+import urllib.parse
 from dataclasses import dataclass
 
 from .exceptions import ConfigError
@@ -20,12 +33,20 @@ _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
 EXAMPLE = "kafka://localhost:9092/alerts"
 
 
+OPTIONS = ("format", "schema", "schema-id", "subject")
+FORMAT_NAMES = ("auto", "avro-confluent", "avro-ocf", "json", "raw")
+
+
 @dataclass(frozen=True)
 class Buffer:
-    """One Kafka topic on one cluster."""
+    """One Kafka topic on one cluster, and what its records are."""
 
     bootstrap: str  # "host:port,host:port", as librdkafka's bootstrap.servers wants it
     topic: str
+    format: str = "auto"
+    schema: str | None = None  # path of an .avsc file (output buffers in avro-confluent)
+    schema_id: int | None = None
+    subject: str | None = None
 
     @property
     def uri(self) -> str:
@@ -49,6 +70,8 @@ def parse_buffer(text: str, *, what: str = "buffer") -> Buffer:
     if "/" not in rest:
         raise ConfigError(f"{what} {original!r} names no topic: expected kafka://host:port/topic, e.g. {EXAMPLE}")
     hosts, topic = rest.split("/", 1)
+    topic, _, query = topic.partition("?")
+    options = _options(query, original, what)
     if not hosts:
         raise ConfigError(f"{what} {original!r} names no broker: expected kafka://host:port/topic, e.g. {EXAMPLE}")
     for host in hosts.split(","):
@@ -63,4 +86,21 @@ def parse_buffer(text: str, *, what: str = "buffer") -> Buffer:
             f"{what} {original!r}: topic {topic!r} is not a Kafka topic name "
             "(1 to 249 of letters, digits, '.', '_', '-')"
         )
-    return Buffer(bootstrap=hosts, topic=topic)
+    schema_id = options.get("schema-id")
+    if schema_id is not None and not schema_id.isdigit():
+        raise ConfigError(f"{what} {original!r}: schema-id {schema_id!r} is not a number")
+    return Buffer(bootstrap=hosts, topic=topic, format=options.get("format", "auto"), schema=options.get("schema"),
+                  schema_id=int(schema_id) if schema_id is not None else None, subject=options.get("subject"))
+
+
+def _options(query: str, original: str, what: str) -> dict[str, str]:
+    options = {}
+    for item in filter(None, query.split("&")):
+        name, sep, value = item.partition("=")
+        if not sep or name not in OPTIONS:
+            raise ConfigError(f"{what} {original!r}: {item!r} is not an option; buffers take "
+                              + ", ".join(f"{o}=..." for o in OPTIONS))
+        options[name] = urllib.parse.unquote(value)
+    if options.get("format", "auto") not in FORMAT_NAMES:
+        raise ConfigError(f"{what} {original!r}: format {options['format']!r} is not one of {', '.join(FORMAT_NAMES)}")
+    return options

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -61,6 +62,7 @@ Other commands:
   alert-sidecar kafka up [--brokers N]   start a local Kafka (KRaft) for development
   alert-sidecar kafka status             show it
   alert-sidecar kafka down               stop it and delete its data
+  alert-sidecar inspect SOURCE...        print alerts of a buffer or files as JSON lines
 
 \b
 Exit codes: 0 stopped cleanly; 2 bad option or config; 3 Kafka unreachable or
@@ -91,8 +93,14 @@ topic missing; 4 worker unreachable, incompatible or broke the contract;
 @click.option("--kafka-config", "kafka_config", multiple=True, metavar="KEY=VALUE",
               help="librdkafka setting for every Kafka client (e.g. security.protocol=SASL_SSL); repeatable.")
 @click.option("--in-format", type=click.Choice([AUTO, *FORMATS]), default=AUTO, show_default=True,
-              help="What input alerts are; 'auto' tells Avro container (ZTF), Confluent wire format (Rubin) "
-                   "and JSON apart by their first bytes.")
+              help="What input alerts are (same as ?format= on --in); 'auto' tells Avro container (ZTF), Confluent "
+                   "wire format (Rubin) and JSON apart by their first bytes.")
+@click.option("--schema-registry", metavar="URL",
+              help="Confluent-compatible schema registry for Avro schema ids (cached); Rubin's ids are known without one.")
+@click.option("--schema-dir", type=click.Path(file_okay=False), metavar="DIR",
+              help="Folder of Avro schemas named <id>.avsc, looked up before Rubin's.")
+@click.option("--decoders", type=click.IntRange(0, 256), default=None,
+              help="Processes decoding alerts for workers that ask for JSON (0: on the main thread). [default: one per core]")
 @click.option("--start-from", type=click.Choice(["earliest", "latest"]), default="earliest", show_default=True,
               help="Where a group with no committed offset starts reading.")
 @click.option("--batch-size", type=click.IntRange(1, 100000), default=100, show_default=True,
@@ -125,7 +133,8 @@ topic missing; 4 worker unreachable, incompatible or broke the contract;
               show_default=True, help="Least important log lines to print (on stderr, one line per event).")
 @click.version_option(__version__, prog_name="alert-sidecar")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[-- COMMAND...]")
-def run(input_, output, workers, group, dead_letter, routes, kafka_config, in_format, start_from, batch_size,
+def run(input_, output, workers, group, dead_letter, routes, kafka_config, in_format, schema_registry, schema_dir,
+        decoders, start_from, batch_size,
         max_in_flight, max_buffered, max_buffered_mb, max_retries, retry_backoff, worker_timeout, worker_wait,
         drain_timeout, worker_processes, create_topics, progress_interval, stats_file, log_level, command):
     """Run one stage: consume BUFFER --in, call the worker, produce to --out.
@@ -142,6 +151,8 @@ def run(input_, output, workers, group, dead_letter, routes, kafka_config, in_fo
     setup_logging(log_level)
     try:
         in_buffer = parse_buffer(input_, what="--in")
+        if in_format != AUTO:
+            in_buffer = dataclasses.replace(in_buffer, format=in_format)
         out_buffer = parse_buffer(output, what="--out")
         if command and workers:
             raise ConfigError("give either --worker addresses or a worker command after --, not both")
@@ -155,7 +166,9 @@ def run(input_, output, workers, group, dead_letter, routes, kafka_config, in_fo
             dead_letter=parse_buffer(dead_letter, what="--dead-letter") if dead_letter else default_dead_letter(in_buffer),
             routes=parse_routes(routes),
             kafka_config=parse_pairs(kafka_config, "--kafka-config"),
-            in_format=in_format,
+            schema_registry=schema_registry,
+            schema_dir=schema_dir,
+            decoders=decoders if decoders is not None else (os.cpu_count() or 1),
             batch_size=batch_size,
             max_in_flight=max_in_flight,
             max_buffered_alerts=max_buffered,
@@ -218,16 +231,18 @@ SUBCOMMANDS = {}
 
 def _subcommands() -> dict[str, click.Command]:
     if not SUBCOMMANDS:
+        from .inspect_command import inspect_command
         from .kafka_commands import kafka_group
 
         SUBCOMMANDS["kafka"] = kafka_group
+        SUBCOMMANDS["inspect"] = inspect_command
     return SUBCOMMANDS
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: a subcommand by name, else the stage itself."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] in ("kafka",):
+    if args and args[0] in ("kafka", "inspect"):
         command = _subcommands()[args[0]]
         command.main(args=args[1:], prog_name=f"alert-sidecar {args[0]}")
     else:

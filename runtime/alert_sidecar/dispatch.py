@@ -25,6 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from alertsidecar.v1 import worker_pb2, worker_pb2_grpc
 
 from .exceptions import SidecarError, WorkerError
+from .formats import JSON as JSON_CONTENT_TYPE
 
 log = logging.getLogger("alert_sidecar.dispatch")
 
@@ -137,8 +138,10 @@ class WorkerClient:
         self.last_problem = why
         self._healthy.clear()
 
-    def send(self, batch: Batch) -> None:
+    def send(self, batch: Batch, schemas: dict[int, str]) -> None:
         request = worker_pb2.AlertBatch(batch_id=batch.id, alerts=[_to_alert(e, batch) for e in batch.entries])
+        for schema_id, text in schemas.items():
+            request.schemas[schema_id] = text
         batch.worker = self
         batch.sent_at = time.monotonic()
         self.in_flight += 1
@@ -175,10 +178,16 @@ def _to_alert(entry: Any, batch: Batch) -> worker_pb2.Alert:
         partition=batch.ledger.partition,
         offset=entry.offset,
         timestamp_ms=timestamp if timestamp_type else 0,
-        value=message.value() or b"",
-        content_type=entry.content_type,
         attempt=entry.attempts,
+        schema_id=entry.schema_id,
     )
+    if entry.payload is not None:  # decoded by the sidecar for this worker
+        alert.value = entry.payload
+        alert.content_type = JSON_CONTENT_TYPE
+        alert.source_content_type = entry.content_type
+    else:
+        alert.value = message.value() or b""
+        alert.content_type = entry.content_type
     key = message.key()
     if key is not None:
         alert.key = key

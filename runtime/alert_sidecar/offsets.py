@@ -66,7 +66,9 @@ class Entry:
     message: Any  # the confluent_kafka.Message: key, value, headers, timestamp
     size: int
     alert_id: str = ""  # "<topic>/<partition>/<offset>", Alert.id in the contract
-    content_type: str = ""
+    content_type: str = ""  # what the input bytes are
+    payload: bytes | None = None  # the alert decoded for the worker (JSON form), kept across retries
+    schema_id: int = 0  # the input's Confluent schema id, once known
     state: State = State.PENDING
     attempts: int = 0  # answers of RETRY (or failed calls) so far
     not_before: float = 0.0  # monotonic time before which a retry must not be sent

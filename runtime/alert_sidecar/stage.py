@@ -18,6 +18,7 @@ partition next.
 from __future__ import annotations
 
 import functools
+import os
 import itertools
 import json
 import logging
@@ -33,11 +34,14 @@ from alertsidecar.v1 import worker_pb2
 
 from .buffers import Buffer
 from .consumer import InputConsumer
+from .decoding import DecoderPool, schema_id_of
 from .dispatch import Batch, Completion, WorkerPool, describe_rpc_error
 from .exceptions import ConfigError, OutputFailed, WorkerError
-from .formats import accepted, content_type_for, sniff
+from .formats import AVRO_CONFLUENT, AVRO_OCF, JSON, accepted, content_type_for, sniff
+from .outputs_encoding import OutputEncoders
 from .metrics import Counters, Rate
-from .offsets import PartitionLedger, Record, Resolution
+from .offsets import PartitionLedger, Record, Resolution, State
+from .outputs_encoding import EncodeError
 from .producer import Outputs
 from .retries import DEAD_LETTER, OUTPUT_SOURCE_HEADER, RetryPolicy, dead_letter
 
@@ -67,7 +71,6 @@ class StageConfig:
     dead_letter: Buffer
     routes: dict[str, Buffer] = field(default_factory=dict)
     kafka_config: dict[str, str] = field(default_factory=dict)
-    in_format: str = "auto"
     # 100 alerts per call: FACTS.md measures one call per alert capping near
     # 2,000 alerts/s from Python, and 100 per call well past 100,000.
     batch_size: int = 100
@@ -91,6 +94,12 @@ class StageConfig:
     start_from: str = "earliest"
     create_topics: bool = True
     stats_file: Path | None = None
+    schema_registry: str | None = None
+    schema_dir: str | None = None
+    # Processes that decode alerts for workers that ask for JSON. Decoding an
+    # LSST-sized alert costs 1.1 to 1.6 ms (FACTS.md): one process caps a stage
+    # near 600 alerts/s, so by default there is one per core.
+    decoders: int = field(default_factory=lambda: os.cpu_count() or 1)
 
     @property
     def outputs(self) -> dict[str, Buffer]:
@@ -105,7 +114,15 @@ class Stage:
         self.counters = Counters()
         self.ledgers: dict[tuple[str, int], PartitionLedger] = {}
         self._supervisor = supervisor  # worker_process.Supervisor when the sidecar started its workers
-        self._fixed_content_type = content_type_for(config.in_format)
+        self._fixed_content_type = content_type_for(config.input.format)
+        from .schemas import schema_source
+
+        self.schemas = schema_source(config.schema_registry, config.schema_dir)
+        self._decoders: DecoderPool | None = None  # started only if a worker needs decoded alerts
+        self._plans: dict[str, str] = {}  # input content type -> PASS, DECODE, or why it is refused
+        self._fields: tuple[str, ...] | None = None
+        self._schema_texts: dict[int, str | None] = {}
+        self.encoders = OutputEncoders(config.outputs, config.schema_registry, self.schemas)
         self.pool = WorkerPool(config.workers, config.worker_timeout, self._check_description)
         self.consumer = InputConsumer(config.input, config.group, config.start_from,
                                       {**config.kafka_config, "on_commit": self._on_commit})
@@ -113,6 +130,7 @@ class Stage:
         self._batch_ids = itertools.count(1)
         self._batch_size = config.batch_size
         self._accepts: list[str] = []
+        self._accepts_all = True
         self._stop_requested = False
         self._fatal: BaseException | None = None
         self._broken = False  # a worker broke the contract or an output failed: settle nothing more
@@ -133,6 +151,7 @@ class Stage:
         config = self.config
         partitions = self.consumer.check_reachable()
         self.outputs.prepare(config.create_topics, partitions)
+        self.encoders.prepare()
         self.pool.wait_healthy(config.worker_wait, self._still_waiting)
         if self._stop_requested:
             self._close(drain=False)
@@ -204,6 +223,8 @@ class Stage:
         self._commit(asynchronous=False)
         self.consumer.close()
         self.pool.close()
+        if self._decoders is not None:
+            self._decoders.close()
         c = self.counters
         log.info(
             "stage stopped consumed=%d kept=%d filtered=%d dead_lettered=%d produced=%d retried=%d resent=%d abandoned=%d",
@@ -245,25 +266,88 @@ class Stage:
             if not entries:
                 continue
             batch = Batch(next(self._batch_ids), ledger, entries, [e.alert_id for e in entries])
-            worker.send(batch)
+            to_decode = [e for e in entries if e.payload is None and self._plan(e.content_type) == DECODE]
+            if to_decode:
+                # The worker's slot is held while the alerts are decoded in the pool.
+                worker.in_flight += 1
+                batch.worker = worker
+                future = self._decoder_pool().submit(
+                    [e.message.value() for e in to_decode], [e.content_type for e in to_decode], self._fields)
+                future.add_done_callback(
+                    lambda f, b=batch, d=to_decode: self.pool.completions.put(Decoded(b, d, f)))
+            else:
+                self._send(worker, batch)
+
+    def _decoder_pool(self) -> DecoderPool:
+        if self._decoders is None:
+            self._decoders = DecoderPool(self.config.decoders, self.schemas)
+            log.info("decoding alerts for the worker processes=%d fields=%s", self.config.decoders,
+                     ",".join(self._fields) if self._fields else "all")
+        return self._decoders
+
+    def _send(self, worker, batch: Batch) -> None:
+        schemas = {}
+        for entry in batch.entries:
+            if entry.payload is None and entry.content_type == AVRO_CONFLUENT:
+                schema_id = schema_id_of(entry.message.value())
+                if schema_id is not None:
+                    entry.schema_id = schema_id
+                    text = self._schema_text(schema_id)
+                    if text is not None:
+                        schemas[schema_id] = text
+        worker.send(batch, schemas)
+
+    def _schema_text(self, schema_id: int) -> str | None:
+        """The writer schema to hand the worker with raw Avro alerts; None if no source knows it.
+
+        Best effort: a worker that passes alerts on without decoding them must
+        not stop on an id nobody knows, so an unknown id is only logged once.
+        """
+        if schema_id not in self._schema_texts:
+            from .schemas import SchemaRegistryUnavailable, UnknownSchemaError
+
+            try:
+                self._schema_texts[schema_id] = self.schemas.schema_text(schema_id)
+            except UnknownSchemaError as exc:
+                log.warning("schema unknown schema_id=%d reason=%r; alerts go to the worker without it",
+                            schema_id, str(exc))
+                self._schema_texts[schema_id] = None
+            except SchemaRegistryUnavailable as exc:
+                log.warning("schema registry unavailable schema_id=%d reason=%r", schema_id, str(exc))
+                return None  # asked again with the next batch
+        return self._schema_texts[schema_id]
 
     def _refuse_unaccepted(self, ledger: PartitionLedger, entries: list) -> list:
-        if not self._accepts:
+        if self._accepts_all:
             return entries
         kept = []
         for entry in entries:
-            if accepted(entry.content_type, self._accepts):
+            plan = self._plan(entry.content_type)
+            if plan in (PASS, DECODE):
                 kept.append(entry)
                 continue
-            reason = (f"the worker accepts {', '.join(self._accepts)}, not {entry.content_type}; "
-                      "set --in-format if the alert's format was guessed wrongly")
             if entry.content_type not in self._warned_content_types:
                 self._warned_content_types.add(entry.content_type)
-                log.warning("alerts refused content_type=%s reason=%r", entry.content_type, reason)
-            ledger.resolve(entry, dead_letter(entry, reason, self.config.group))
+                log.warning("alerts refused content_type=%s reason=%r", entry.content_type, plan)
+            ledger.resolve(entry, dead_letter(entry, plan, self.config.group))
         if len(kept) < len(entries):
             self._emit(ledger)
         return kept
+
+    def _plan(self, content_type: str) -> str:
+        """PASS the alert as it is, DECODE it to JSON for the worker, or the reason it cannot be given."""
+        plan = self._plans.get(content_type)
+        if plan is None:
+            accepts = self._accepts
+            if self._accepts_all or accepted(content_type, accepts):
+                plan = PASS
+            elif JSON in accepts and content_type in (AVRO_CONFLUENT, AVRO_OCF):
+                plan = DECODE
+            else:
+                plan = (f"the worker accepts {', '.join(accepts)}; the sidecar cannot make any of them from "
+                        f"{content_type} (set the input buffer's format if it was guessed wrongly)")
+            self._plans[content_type] = plan
+        return plan
 
     # -- 3. collect --------------------------------------------------------
 
@@ -280,7 +364,10 @@ class Stage:
             except queue.Empty:
                 return
 
-    def _answer(self, completion: Completion) -> None:
+    def _answer(self, completion) -> None:
+        if isinstance(completion, Decoded):
+            self._after_decoding(completion)
+            return
         batch = completion.batch
         batch.worker.in_flight -= 1
         ledger = batch.ledger
@@ -290,6 +377,36 @@ class Stage:
             self._call_failed(batch, completion.error)
         else:
             self._resolve(batch, completion.result)
+        self._emit(ledger)
+
+    def _after_decoding(self, decoded: "Decoded") -> None:
+        batch = decoded.batch
+        worker = batch.worker
+        worker.in_flight -= 1  # the slot held while decoding
+        ledger = batch.ledger
+        if ledger.revoked:
+            return
+        results = decoded.future.result()  # an exception here is a bug of the program: stay loud
+        transient = None
+        for entry, converted in zip(decoded.entries, results):
+            if converted.transient:
+                transient = converted.error
+            elif converted.error is not None:
+                entry.schema_id = converted.schema_id or 0
+                ledger.resolve(entry, dead_letter(entry, converted.error, self.config.group))
+            else:
+                entry.payload = converted.payload
+                entry.schema_id = converted.schema_id or 0
+        waiting = [e for e in batch.entries if e.state is State.IN_FLIGHT]
+        if transient is not None:
+            # A registry that is down is not the alerts' fault: hold them, in
+            # order, and try again shortly, without counting a retry.
+            log.warning("holding alerts=%d reason=%r; trying again in 2 s", len(waiting), transient)
+            ledger.give_back(waiting, not_before=time.monotonic() + 2.0)
+        elif waiting:
+            batch.entries = waiting
+            batch.alert_ids = [e.alert_id for e in waiting]
+            self._send(worker, batch)
         self._emit(ledger)
 
     def _call_failed(self, batch: Batch, err: grpc.RpcError) -> None:
@@ -381,12 +498,21 @@ class Stage:
             added = [(h.key, h.value) for h in output.headers]
             if output.forward_input:
                 headers = list(message.headers() or []) + added + [source]
-                records.append(Record(route, message.value(), message.key(), headers))
+                value, content_type, key = message.value(), entry.content_type, message.key()
             else:
-                if output.content_type:
-                    added.insert(0, ("content-type", output.content_type.encode()))
-                key = output.key if output.HasField("key") else None
-                records.append(Record(route, output.value, key, added + [source]))
+                content_type = output.content_type
+                if content_type:
+                    added.insert(0, ("content-type", content_type.encode()))
+                headers = added + [source]
+                value, key = output.value, (output.key if output.HasField("key") else None)
+            encoder = self.encoders.get(route)
+            if encoder is not None:
+                try:
+                    value = encoder.encode(value, content_type)
+                except EncodeError as exc:
+                    return dead_letter(entry, f"output for {self.outputs.buffers[route].buffer} {exc.reason}",
+                                       self.config.group)
+            records.append(Record(route, value, key, headers))
         return Resolution(records)
 
     # -- 4. emit -----------------------------------------------------------
@@ -552,12 +678,25 @@ class Stage:
                 f"--route NAME=kafka://HOST:PORT/TOPIC"
             )
         accepts = list(description.accepts)
-        if self._fixed_content_type and not accepted(self._fixed_content_type, accepts):
-            raise ConfigError(
-                f"worker at {address} accepts {', '.join(accepts)}, but --in-format gives it "
-                f"{self._fixed_content_type}"
-            )
-        self._accepts = [] if "*/*" in accepts else accepts
+        self._accepts = accepts
+        self._accepts_all = not accepts or "*/*" in accepts
+        self._fields = tuple(description.fields) or None
+        self._plans.clear()
+        if self._fixed_content_type and self._plan(self._fixed_content_type) not in (PASS, DECODE):
+            raise ConfigError(f"worker at {address}: {self._plan(self._fixed_content_type)}")
+
+
+PASS = "pass"  # give the worker the alert as it is
+DECODE = "decode"  # decode the alert to the JSON form for the worker
+
+
+@dataclass
+class Decoded:
+    """A batch whose alerts the decoder pool has finished with."""
+
+    batch: Batch
+    entries: list
+    future: object
 
 
 def _verdict_name(value: int) -> str:

@@ -1,0 +1,175 @@
+"""Encoding outputs for output buffers that say what their records must be.
+
+An output buffer given as ``kafka://.../topic?format=avro-confluent&schema=out.avsc``
+holds Avro in Confluent wire format: the worker's JSON outputs (and forwarded
+JSON alerts) are encoded with that schema and framed with its id, the id the
+schema registry gives it (``--schema-registry``) or ``schema-id=N``. An output
+that does not fit the schema is not produced: its alert goes to the dead-letter
+buffer with the reason. Buffers without a format take outputs as they are.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import logging
+import struct
+from typing import Any
+
+import fastavro
+import orjson
+from fastavro.validation import ValidationError, validate
+
+from .buffers import Buffer
+from .exceptions import ConfigError, SidecarError
+from .formats import AVRO_CONFLUENT, JSON, sniff
+from .schemas import plain_schema
+
+log = logging.getLogger("alert_sidecar.outputs_encoding")
+
+
+class EncodeError(SidecarError):
+    """An output does not fit its buffer's schema: permanent for that alert."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class AvroOutput:
+    """Encodes outputs of one buffer with one schema, framed with one id."""
+
+    def __init__(self, schema_path: str, schema_id: int) -> None:
+        self.schema_path = schema_path
+        self.schema_id = schema_id
+        self.schema = fastavro.schema.load_schema(schema_path)
+        self._named = _named(self.schema)
+        self._header = b"\x00" + struct.pack(">I", schema_id)
+
+    def encode(self, value: bytes, content_type: str) -> bytes:
+        if content_type == AVRO_CONFLUENT or sniff(value) == AVRO_CONFLUENT:
+            if value[1:5] == self._header[1:]:
+                return value  # already framed with this schema
+            raise EncodeError(f"is Avro of schema id {struct.unpack('>I', value[1:5])[0]}, "
+                              f"not of {self.schema_id} ({self.schema_path})")
+        try:
+            record = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            raise EncodeError(f"is neither JSON nor Avro of schema {self.schema_id}; cannot encode it") from None
+        record = _from_json_form(record, self.schema, self._named)
+        try:
+            validate(record, self.schema, raise_errors=True)
+        except ValidationError as exc:
+            raise EncodeError(f"does not fit schema {self.schema_path} (id {self.schema_id}): "
+                              f"{_first_line(exc)}") from None
+        out = io.BytesIO()
+        out.write(self._header)
+        fastavro.schemaless_writer(out, self.schema, record)
+        return out.getvalue()
+
+
+def _first_line(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    return text[:500]
+
+
+def _named(schema: Any, found: dict | None = None) -> dict:
+    """Every named type (record, enum, fixed) in a parsed schema, by full name."""
+    found = {} if found is None else found
+    if isinstance(schema, list):
+        for branch in schema:
+            _named(branch, found)
+    elif isinstance(schema, dict):
+        if schema.get("type") in ("record", "enum", "fixed") and "name" in schema:
+            found[schema["name"]] = schema
+        for f in schema.get("fields", ()):
+            _named(f["type"], found)
+        for key in ("items", "values"):
+            if key in schema:
+                _named(schema[key], found)
+    return found
+
+
+def _from_json_form(value: Any, schema: Any, named: dict) -> Any:
+    """Undo the JSON form where the schema wants bytes (base64 strings back to bytes)."""
+    if isinstance(schema, str):
+        if schema in ("bytes", "fixed"):
+            return _b64(value)
+        if schema in named:
+            return _from_json_form(value, named[schema], named)
+        return value
+    if isinstance(schema, list):  # a union: the branch that fits the JSON value's shape
+        for branch in schema:
+            resolved = named.get(branch, branch) if isinstance(branch, str) else branch
+            kind = resolved.get("type") if isinstance(resolved, dict) else resolved
+            if isinstance(value, str) and kind in ("bytes", "fixed"):
+                return _b64(value)
+            if isinstance(value, dict) and kind in ("record", "map"):
+                return _from_json_form(value, resolved, named)
+            if isinstance(value, list) and kind == "array":
+                return _from_json_form(value, resolved, named)
+        return value
+    kind = schema.get("type")
+    if kind == "record" and isinstance(value, dict):
+        types = {f["name"]: f["type"] for f in schema["fields"]}
+        return {k: (_from_json_form(v, types[k], named) if k in types else v) for k, v in value.items()}
+    if kind == "array" and isinstance(value, list):
+        return [_from_json_form(v, schema["items"], named) for v in value]
+    if kind == "map" and isinstance(value, dict):
+        return {k: _from_json_form(v, schema["values"], named) for k, v in value.items()}
+    if kind in ("bytes", "fixed"):
+        return _b64(value)
+    if isinstance(kind, (dict, list)):
+        return _from_json_form(value, kind, named)
+    return value
+
+
+def _b64(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return base64.b64decode(value, validate=True)
+        except binascii.Error:
+            return value  # left for validation to refuse
+    return value
+
+
+class OutputEncoders:
+    """The encoders of every output buffer that has a format."""
+
+    def __init__(self, buffers: dict[str, Buffer], registry_url: str | None, schemas) -> None:
+        self._buffers = buffers
+        self._registry_url = registry_url
+        self._encoders: dict[str, AvroOutput] = {}
+
+    def prepare(self) -> None:
+        """Load output schemas and learn their ids (registering them when a registry is configured)."""
+        for name, buffer in self._buffers.items():
+            if buffer.format != "avro-confluent" or name == "dead-letter":
+                continue
+            if not buffer.schema:
+                raise ConfigError(f"output buffer {buffer} is avro-confluent but names no schema: "
+                                  "add &schema=PATH.avsc to its URI")
+            try:
+                text = json.dumps(plain_schema(fastavro.schema.load_schema(buffer.schema)))
+            except (OSError, ValueError, fastavro.schema.SchemaParseException) as exc:
+                raise ConfigError(f"output schema {buffer.schema} of {buffer} cannot be read: {exc}") from None
+            schema_id = buffer.schema_id
+            if self._registry_url:
+                from .schemas import RegistrySchemas
+
+                subject = buffer.subject or f"{buffer.topic}-value"
+                registered = RegistrySchemas(self._registry_url).register(subject, text)
+                if schema_id is not None and schema_id != registered:
+                    raise ConfigError(f"output buffer {buffer}: schema-id={schema_id} but the registry gives "
+                                      f"{registered} for subject {subject}")
+                schema_id = registered
+                log.info("output schema registered buffer=%s subject=%s schema_id=%d", buffer, subject, schema_id)
+            if schema_id is None:
+                raise ConfigError(f"output buffer {buffer} needs a schema id: add &schema-id=N to its URI, "
+                                  "or give --schema-registry to register its schema")
+            self._encoders[name] = AvroOutput(buffer.schema, schema_id)
+
+    def get(self, name: str) -> AvroOutput | None:
+        return self._encoders.get(name)

@@ -1,0 +1,132 @@
+"""Decoding alerts into the contract's JSON form, projection, and output encoding (pure logic)."""
+
+import base64
+import io
+import json
+import math
+import struct
+
+import fastavro
+import orjson
+import pytest
+
+from alert_sidecar.decoding import DecodeError, convert_batch, decode, project, projection_tree, schema_id_of, to_json
+from alert_sidecar.formats import AVRO_CONFLUENT, AVRO_OCF, JSON, RAW
+from alert_sidecar.outputs_encoding import AvroOutput, EncodeError
+from alert_sidecar.rubin import RubinAlertFactory
+
+SCHEMA = fastavro.parse_schema({
+    "type": "record", "name": "Alert", "fields": [
+        {"name": "diaSourceId", "type": "long"},
+        {"name": "flux", "type": ["null", "float"]},
+        {"name": "stamp", "type": ["null", "bytes"]},
+        {"name": "prv", "type": {"type": "array", "items": {
+            "type": "record", "name": "Prv", "fields": [{"name": "mjd", "type": "double"},
+                                                      {"name": "flux", "type": "float"}]}}},
+    ]})
+RECORD = {"diaSourceId": 2**62 + 7, "flux": float("nan"), "stamp": b"\x00\xffFITS",
+          "prv": [{"mjd": 60000.5, "flux": 1.0}, {"mjd": 60001.5, "flux": 2.0}]}
+
+
+class OneSchema:
+    def parsed(self, schema_id):
+        if schema_id != 42:
+            from alert_sidecar.schemas import UnknownSchemaError
+            raise UnknownSchemaError(schema_id, "the test source")
+        return SCHEMA
+
+
+def framed(record, schema_id=42):
+    out = io.BytesIO()
+    out.write(b"\x00" + struct.pack(">I", schema_id))
+    fastavro.schemaless_writer(out, SCHEMA, record)
+    return out.getvalue()
+
+
+def test_confluent_round_trip_into_the_json_form():
+    value = framed(RECORD)
+    assert schema_id_of(value) == 42
+    record, schema_id = decode(value, AVRO_CONFLUENT, OneSchema())
+    assert schema_id == 42
+    text = to_json(record)
+    assert b'"diaSourceId":4611686018427387911' in text  # 64-bit, in full
+    parsed = json.loads(text)
+    assert parsed["flux"] is None  # NaN has no JSON form
+    assert base64.b64decode(parsed["stamp"]) == RECORD["stamp"]
+
+
+def test_corrupt_and_mislabelled_bytes_say_why():
+    value = framed(RECORD)
+    with pytest.raises(DecodeError, match="does not decode with schema id 42"):
+        decode(value[:12], AVRO_CONFLUENT, OneSchema())
+    with pytest.raises(DecodeError, match="leaves 3 bytes"):
+        decode(value + b"abc", AVRO_CONFLUENT, OneSchema())
+    with pytest.raises(DecodeError, match="not Confluent wire format"):
+        decode(b"{}", AVRO_CONFLUENT, OneSchema())
+    with pytest.raises(DecodeError, match="not valid JSON"):
+        decode(b"{oops", JSON, OneSchema())
+    with pytest.raises(DecodeError, match="no known format"):
+        decode(b"abc", RAW, OneSchema())
+
+
+def test_ocf_holds_one_alert():
+    out = io.BytesIO()
+    fastavro.writer(out, SCHEMA, [RECORD])
+    record, schema_id = decode(out.getvalue(), AVRO_OCF, OneSchema())
+    assert record["diaSourceId"] == RECORD["diaSourceId"] and schema_id is None
+    out = io.BytesIO()
+    fastavro.writer(out, SCHEMA, [RECORD, RECORD])
+    with pytest.raises(DecodeError, match="holds 2 records"):
+        decode(out.getvalue(), AVRO_OCF, OneSchema())
+
+
+def test_projection_keeps_asked_fields_through_arrays():
+    tree = projection_tree(("diaSourceId", "prv.flux", "missing.field"))
+    assert project(RECORD, tree) == {"diaSourceId": RECORD["diaSourceId"], "prv": [{"flux": 1.0}, {"flux": 2.0}]}
+    assert projection_tree(("prv.flux", "prv")) == {"prv": None}  # the shorter path wins
+    assert json.loads(to_json(RECORD, ["diaSourceId"])) == {"diaSourceId": RECORD["diaSourceId"]}
+
+
+def test_convert_batch_separates_permanent_from_transient_failures():
+    from alert_sidecar.schemas import SchemaRegistryUnavailable
+
+    class Down(OneSchema):
+        def parsed(self, schema_id):
+            if schema_id == 7:
+                raise SchemaRegistryUnavailable("http://registry", "connection refused")
+            return super().parsed(schema_id)
+
+    results = convert_batch([framed(RECORD), b"\x00\x00\x00\x00\x09xx", framed(RECORD, 7), framed(RECORD)[:9]],
+                            [AVRO_CONFLUENT] * 4, ("diaSourceId",), Down())
+    assert json.loads(results[0].payload) == {"diaSourceId": RECORD["diaSourceId"]}
+    assert results[1].error and not results[1].transient and "9" in results[1].error
+    assert results[2].transient
+    assert results[3].error and "cannot decode" in results[3].error
+
+
+def test_every_rubin_version_decodes_to_json_with_exact_ids():
+    from alert_sidecar.rubin import schema_versions
+    from alert_sidecar.schemas import RubinSchemas
+
+    source = RubinSchemas()
+    for version in schema_versions():
+        factory = RubinAlertFactory(schema_version=version, seed=5, cutouts=False, prv_sources=2)
+        record = factory.make(0)
+        decoded, schema_id = decode(factory.encode(record), AVRO_CONFLUENT, source)
+        assert schema_id == factory.schema_id
+        assert orjson.loads(to_json(decoded)) == orjson.loads(to_json(record))
+
+
+def test_output_encoding_to_avro(tmp_path):
+    path = tmp_path / "out.avsc"
+    path.write_text(json.dumps({"type": "record", "name": "Out", "fields": [
+        {"name": "diaSourceId", "type": "long"}, {"name": "stamp", "type": ["null", "bytes"]}]}))
+    encoder = AvroOutput(str(path), 9)
+    value = encoder.encode(orjson.dumps({"diaSourceId": 2**62, "stamp": base64.b64encode(b"FITS").decode()}), JSON)
+    assert value[:5] == b"\x00\x00\x00\x00\x09"
+    record = fastavro.schemaless_reader(io.BytesIO(value[5:]), fastavro.schema.load_schema(str(path)), None)
+    assert record == {"diaSourceId": 2**62, "stamp": b"FITS"}
+    with pytest.raises(EncodeError, match="does not fit schema"):
+        encoder.encode(b'{"diaSourceId": "not a number"}', JSON)
+    with pytest.raises(EncodeError, match="neither JSON nor Avro"):
+        encoder.encode(b"\x01\x02", "application/octet-stream")

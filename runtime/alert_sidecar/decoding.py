@@ -18,9 +18,11 @@ import base64
 import functools
 import io
 import json
+import signal
 import struct
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,6 +169,10 @@ _SOURCE = None  # the schema source of a decoder process, set once by _init
 def _init(source) -> None:
     global _SOURCE
     _SOURCE = source
+    # Ctrl-C reaches every process of the terminal's process group: the
+    # sidecar decides when its decoders stop, after draining, not the signal.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def convert_batch(values: list[bytes], content_types: list[str], fields: tuple[str, ...] | None,
@@ -194,15 +200,37 @@ class DecoderPool:
         self.processes = processes
         self._source = source
         self._pool: ProcessPoolExecutor | None = None
-        if processes > 0:
+        self.generation = 0  # counts restarts, so that one broken pool is restarted once
+        self._start()
+
+    def _start(self) -> None:
+        if self.processes > 0:
             import multiprocessing
 
             # forkserver: the sidecar has gRPC and librdkafka threads running,
             # which a plain fork would copy in an unknown state.
             context = multiprocessing.get_context("forkserver")
-            self._pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_init, initargs=(source,))
+            self._pool = ProcessPoolExecutor(self.processes, mp_context=context, initializer=_init,
+                                             initargs=(self._source,))
+
+    def restart(self, generation: int | None = None) -> None:
+        """Start a new pool after one of its processes died (its batches are failed, not lost).
+
+        With ``generation``, only if the pool is still the one of that generation.
+        """
+        if generation is not None and generation != self.generation:
+            return
+        self.generation += 1
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        self._start()
 
     def submit(self, values: list[bytes], content_types: list[str], fields: tuple[str, ...] | None) -> Future:
+        if self._pool is not None:
+            try:
+                return self._pool.submit(convert_batch, values, content_types, fields)
+            except BrokenProcessPool:
+                self.restart()
         if self._pool is None:
             future: Future = Future()
             try:

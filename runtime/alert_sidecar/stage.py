@@ -18,6 +18,8 @@ partition next.
 from __future__ import annotations
 
 import functools
+from concurrent.futures import CancelledError
+from concurrent.futures.process import BrokenProcessPool
 import os
 import itertools
 import json
@@ -271,10 +273,12 @@ class Stage:
                 # The worker's slot is held while the alerts are decoded in the pool.
                 worker.in_flight += 1
                 batch.worker = worker
-                future = self._decoder_pool().submit(
+                decoders = self._decoder_pool()
+                future = decoders.submit(
                     [e.message.value() for e in to_decode], [e.content_type for e in to_decode], self._fields)
+                generation = decoders.generation
                 future.add_done_callback(
-                    lambda f, b=batch, d=to_decode: self.pool.completions.put(Decoded(b, d, f)))
+                    lambda f, b=batch, d=to_decode, g=generation: self.pool.completions.put(Decoded(b, d, f, g)))
             else:
                 self._send(worker, batch)
 
@@ -386,7 +390,17 @@ class Stage:
         ledger = batch.ledger
         if ledger.revoked:
             return
-        results = decoded.future.result()  # an exception here is a bug of the program: stay loud
+        try:
+            results = decoded.future.result()  # any other exception is a bug of the program: stay loud
+        except (BrokenProcessPool, CancelledError) as exc:
+            # A decoder process died (killed, or crashed on these bytes): count
+            # a try, so that an alert that kills decoders ends as a dead letter.
+            log.warning("decoder process died alerts=%d; restarting the decoders", len(batch.entries))
+            self._decoder_pool().restart(decoded.generation)
+            self._retry(ledger, [e for e in batch.entries if e.state is State.IN_FLIGHT],
+                        f"the decoder process died while decoding this batch ({exc})")
+            self._emit(ledger)
+            return
         transient = None
         for entry, converted in zip(decoded.entries, results):
             if converted.transient:
@@ -697,6 +711,7 @@ class Decoded:
     batch: Batch
     entries: list
     future: object
+    generation: int  # of the decoder pool that took it
 
 
 def _verdict_name(value: int) -> str:

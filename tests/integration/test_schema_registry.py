@@ -244,3 +244,64 @@ def _request(url: str, method: str, path: str, body: dict) -> dict:
 
 def _post(url: str, path: str, body: dict) -> dict:
     return _request(url, "POST", path, body)
+
+
+# -- a stage with a registry ---------------------------------------------------
+
+def _stage_uri(bootstrap, topic, query=""):
+    return f"kafka://{bootstrap}/{topic}{query}"
+
+
+@pytest.mark.kafka
+def test_a_stage_decodes_registry_ids_and_registers_its_output_schema(registry_url, kafka_bootstrap, new_topic,
+                                                                      procs, tmp_path):
+    from .stage_support import free_port, read_topic
+
+    schema = small_schema("stage-in")
+    schema_id = RegistrySchemas(registry_url).register(subject("stage-in"), json.dumps(schema))
+    records = [{"diaSourceId": 2**62 + i, "mag": 15.0 + i, "stamp": b"FITS" * i} for i in range(5)]
+    source, sink, dead = new_topic(), new_topic(), new_topic()
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for record in records:
+        producer.produce(source, value=framed(schema_id, schema, record))
+    producer.flush(10)
+    out_schema = tmp_path / "out.avsc"
+    out_schema.write_text(json.dumps(small_schema("stage-out")))
+    port = free_port()
+    procs.worker("echo.py", port, "--accepts", "json")
+    procs.sidecar("--in", _stage_uri(kafka_bootstrap, source),
+                  "--out", _stage_uri(kafka_bootstrap, sink, f"?format=avro-confluent&schema={out_schema}"),
+                  "--dead-letter", _stage_uri(kafka_bootstrap, dead), "--worker", f"127.0.0.1:{port}",
+                  "--schema-registry", registry_url)
+    outputs = read_topic(kafka_bootstrap, sink, minimum=5, timeout=90)
+    assert len(outputs) == 5
+    out_id = struct.unpack(">I", outputs[0].value()[1:5])[0]
+    registered = RegistrySchemas(registry_url)  # the id the sidecar framed with is the registry's
+    writer = fastavro.parse_schema(json.loads(registered.schema_text(out_id)))
+    for record, message in zip(records, outputs):
+        assert fastavro.schemaless_reader(io.BytesIO(message.value()[5:]), writer, None) == record
+
+
+@pytest.mark.kafka
+def test_a_stage_whose_registry_is_down_holds_its_alerts(kafka_bootstrap, new_topic, procs):
+    import signal
+
+    from .stage_support import free_port, read_topic
+
+    source, sink, dead = new_topic(), new_topic(), new_topic()
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer.produce(source, value=framed(9999, SMALL, {"diaSourceId": 1, "mag": None, "stamp": b""}))
+    producer.flush(10)
+    port = free_port()
+    procs.worker("echo.py", port, "--accepts", "json")
+    down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    sidecar = procs.sidecar("--in", _stage_uri(kafka_bootstrap, source), "--out", _stage_uri(kafka_bootstrap, sink),
+                            "--dead-letter", _stage_uri(kafka_bootstrap, dead), "--worker", f"127.0.0.1:{port}",
+                            "--schema-registry", down, "--drain-timeout", "2")
+    sidecar.wait_for_line("holding alerts=1", 60)
+    time.sleep(3)
+    assert sidecar.alive
+    assert read_topic(kafka_bootstrap, dead, settle=0.5) == []  # not the alert's fault: no dead letter
+    assert read_topic(kafka_bootstrap, sink, settle=0.5) == []
+    sidecar.signal(signal.SIGTERM)
+    assert sidecar.wait(30) == 0

@@ -1,0 +1,95 @@
+"""What decoding an alert costs the sidecar, per alert, and how the decoder pool scales.
+
+    python bench/decoding.py [--alerts 1000] [--processes N]
+
+Measures, on the same LSST-sized Rubin alerts (schema 11.1, 30 previous
+sources, 3 cutouts; made by alert_sidecar.rubin) in one run:
+- the baseline: handing the raw bytes on (what a worker that accepts Avro costs);
+- fastavro decoding alone;
+- decoding and writing the contract's JSON form (what a worker that accepts JSON costs);
+- the same with a projection of a filter's few fields;
+- the decoder pool's throughput with 1 process and with N (default: one per core).
+Ends with one JSON line of the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+from alert_sidecar.decoding import DecoderPool, convert_batch, decode, to_json
+from alert_sidecar.formats import AVRO_CONFLUENT
+from alert_sidecar.rubin import RubinAlertFactory
+from alert_sidecar.schemas import RubinSchemas
+
+FIELDS = ("diaSourceId", "diaSource.ra", "diaSource.dec", "diaSource.psfFlux", "diaSource.psfFluxErr",
+          "diaSource.band", "prvDiaSources.psfFlux", "prvDiaSources.midpointMjdTai")
+
+
+def per_alert_ms(function, values) -> float:
+    start = time.perf_counter()
+    for value in values:
+        function(value)
+    return (time.perf_counter() - start) / len(values) * 1000
+
+
+def pool_rate(processes: int, values, source, batch: int = 100) -> float:
+    pool = DecoderPool(processes, source)
+    try:
+        pool.submit(values[:batch], [AVRO_CONFLUENT] * batch, None).result()  # start-up and schema loading
+        start = time.perf_counter()
+        futures = [pool.submit(values[i:i + batch], [AVRO_CONFLUENT] * len(values[i:i + batch]), None)
+                   for i in range(0, len(values), batch)]
+        for future in futures:
+            assert all(c.error is None for c in future.result())
+        return len(values) / (time.perf_counter() - start)
+    finally:
+        pool.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--alerts", type=int, default=1000)
+    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+
+    factory = RubinAlertFactory(cutouts=True, prv_sources=30, seed=1)
+    values = list(factory.alerts(args.alerts))
+    source = RubinSchemas()
+    decode(values[0], AVRO_CONFLUENT, source)  # load the schema once, outside the timings
+    size = sum(map(len, values)) / len(values)
+
+    baseline = per_alert_ms(bytes, values)
+    decode_ms = per_alert_ms(lambda v: decode(v, AVRO_CONFLUENT, source), values)
+    json_ms = per_alert_ms(lambda v: to_json(decode(v, AVRO_CONFLUENT, source)[0]), values)
+    projected_ms = per_alert_ms(lambda v: to_json(decode(v, AVRO_CONFLUENT, source)[0], FIELDS), values)
+    json_bytes = len(to_json(decode(values[0], AVRO_CONFLUENT, source)[0]))
+    projected_bytes = len(to_json(decode(values[0], AVRO_CONFLUENT, source)[0], FIELDS))
+    inline_rate = len(values) / (per_alert_ms(
+        lambda v: convert_batch([v], [AVRO_CONFLUENT], None, source), values) * len(values) / 1000)
+    one = pool_rate(1, values, source)
+    many = pool_rate(args.processes, values, source)
+
+    print(f"{args.alerts} LSST-sized Rubin alerts of {size / 1000:.1f} KB (schema {factory.schema_version}), "
+          f"{os.cpu_count()} cores")
+    print(f"  pass the bytes on (baseline)     {baseline:8.4f} ms/alert")
+    print(f"  fastavro decode                  {decode_ms:8.3f} ms/alert")
+    print(f"  decode + JSON form               {json_ms:8.3f} ms/alert  ({json_bytes / 1000:.0f} KB of JSON)")
+    print(f"  decode + JSON, {len(FIELDS)} fields        {projected_ms:8.3f} ms/alert  ({projected_bytes} B of JSON)")
+    print(f"  decoder on the loop thread       {inline_rate:8.0f} alerts/s")
+    print(f"  decoder pool, 1 process          {one:8.0f} alerts/s")
+    print(f"  decoder pool, {args.processes} processes        {many:8.0f} alerts/s  ({many / one:.2f}x one)")
+    print(json.dumps({
+        "alerts": args.alerts, "alert_bytes": round(size), "baseline_ms": round(baseline, 5),
+        "decode_ms": round(decode_ms, 3), "decode_json_ms": round(json_ms, 3),
+        "decode_json_projected_ms": round(projected_ms, 3), "json_bytes": json_bytes,
+        "projected_json_bytes": projected_bytes, "inline_alerts_per_s": round(inline_rate),
+        "pool_1_alerts_per_s": round(one), f"pool_{args.processes}_alerts_per_s": round(many),
+        "pool_scaling": round(many / one, 2),
+    }))
+
+
+if __name__ == "__main__":
+    main()

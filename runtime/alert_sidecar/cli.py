@@ -105,6 +105,10 @@ topic missing; 4 worker unreachable, incompatible or broke the contract;
               help="Where a group with no committed offset starts reading.")
 @click.option("--batch-size", type=click.IntRange(1, 100000), default=100, show_default=True,
               help="Most alerts per call to a worker (a worker may ask for fewer).")
+@click.option("--ordering", type=click.Choice(["partition", "key", "none"]), default="partition", show_default=True,
+              help="What the worker may see out of order: 'partition' keeps each partition in order (one batch in "
+                   "flight per partition); 'key' keeps each record key in order; 'none' lets batches of a partition "
+                   "run concurrently. Outputs keep offset order and commits never pass an unfinished alert.")
 @click.option("--max-in-flight", type=click.IntRange(1, 1000), default=4, show_default=True,
               help="Most batches in flight per worker.")
 @click.option("--max-buffered", type=click.IntRange(1), default=20000, show_default=True,
@@ -134,7 +138,7 @@ topic missing; 4 worker unreachable, incompatible or broke the contract;
 @click.version_option(__version__, prog_name="alert-sidecar")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[-- COMMAND...]")
 def run(input_, output, workers, group, dead_letter, routes, kafka_config, in_format, schema_registry, schema_dir,
-        decoders, start_from, batch_size,
+        decoders, start_from, batch_size, ordering,
         max_in_flight, max_buffered, max_buffered_mb, max_retries, retry_backoff, worker_timeout, worker_wait,
         drain_timeout, worker_processes, create_topics, progress_interval, stats_file, log_level, command):
     """Run one stage: consume BUFFER --in, call the worker, produce to --out.
@@ -170,6 +174,7 @@ def run(input_, output, workers, group, dead_letter, routes, kafka_config, in_fo
             schema_dir=schema_dir,
             decoders=decoders if decoders is not None else (os.cpu_count() or 1),
             batch_size=batch_size,
+            ordering=ordering,
             max_in_flight=max_in_flight,
             max_buffered_alerts=max_buffered,
             max_buffered_bytes=max_buffered_mb * 1024 * 1024,

@@ -94,6 +94,7 @@ class PartitionLedger:
     committed: int | None = None  # the offset last committed (next to read)
     commit_target: int | None = None  # the offset that may be committed now
     revoked: bool = False  # set when the partition is taken away; late answers are ignored
+    _keys_in_flight: dict = field(default_factory=dict)  # record key -> alerts of it in flight (ordering by key)
 
     def append(self, message: Any, offset: int, size: int, content_type: str = "") -> Entry:
         if self._waiting and offset <= self._waiting[-1].offset:
@@ -118,12 +119,16 @@ class PartitionLedger:
         """Alerts fetched and not yet DONE: zero means the partition is settled."""
         return len(self._waiting) + sum(1 for e in self._emitted if e.state is not State.DONE)
 
-    def take(self, now: float, max_alerts: int, max_bytes: int) -> list[Entry]:
+    def take(self, now: float, max_alerts: int, max_bytes: int, by_key: bool = False) -> list[Entry]:
         """The next alerts to send, in offset order, and mark them IN_FLIGHT.
 
-        Stops at the first alert still waiting for its retry backoff, so that a
-        worker sees the alerts of a partition in order.
+        Without ``by_key``, stops at the first alert still waiting for its retry
+        backoff, so that a worker sees the alerts of a partition in order. With
+        it, an alert is held back only while an earlier alert of the same key is
+        in flight or waiting: order is kept per key, and other keys go on.
         """
+        if by_key:
+            return self._take_by_key(now, max_alerts, max_bytes)
         batch: list[Entry] = []
         size = 0
         while self._ready and len(batch) < max_alerts:
@@ -136,29 +141,74 @@ class PartitionLedger:
             entry.state = State.IN_FLIGHT
             batch.append(entry)
             size += entry.size
-        self.in_flight += len(batch)
+        self._sent(batch)
         return batch
+
+    def _take_by_key(self, now: float, max_alerts: int, max_bytes: int) -> list[Entry]:
+        batch: list[Entry] = []
+        held: list[Entry] = []
+        blocked = set(self._keys_in_flight)
+        size = 0
+        while self._ready and len(batch) < max_alerts:
+            entry = self._ready.popleft()
+            key = _key_of(entry)
+            if (key is not None and key in blocked) or entry.not_before > now or (
+                    batch and size + entry.size > max_bytes):
+                held.append(entry)
+                if key is not None:
+                    blocked.add(key)  # later alerts of this key wait behind it
+                if batch and size + entry.size > max_bytes:
+                    break
+                continue
+            entry.state = State.IN_FLIGHT
+            batch.append(entry)  # alerts of one key in one batch keep their order in it
+            size += entry.size
+        self._ready.extendleft(reversed(held))
+        self._sent(batch)
+        return batch
+
+    def _sent(self, batch: list[Entry]) -> None:
+        self.in_flight += len(batch)
+        for entry in batch:
+            key = _key_of(entry)
+            if key is not None:
+                self._keys_in_flight[key] = self._keys_in_flight.get(key, 0) + 1
+
+    def _answered(self, entry: Entry) -> None:
+        self.in_flight -= 1
+        key = _key_of(entry)
+        if key is not None:
+            left = self._keys_in_flight.get(key, 0) - 1
+            if left > 0:
+                self._keys_in_flight[key] = left
+            else:
+                self._keys_in_flight.pop(key, None)
 
     def next_retry_at(self) -> float | None:
         return self._ready[0].not_before if self._ready else None
 
     def give_back(self, entries: list[Entry], not_before: float = 0.0) -> None:
-        """Put unanswered alerts back at the front, in offset order, to be sent again."""
+        """Put unanswered alerts back among the ready ones, in offset order, to be sent again."""
         returned = sorted((e for e in entries if e.state is State.IN_FLIGHT), key=lambda e: e.offset)
         for entry in returned:
             entry.state = State.PENDING
             entry.not_before = not_before
-        self.in_flight -= len(returned)
-        # Everything sent comes before everything still ready (alerts are taken
-        # from the front), so putting them back at the front keeps offset order.
-        self._ready.extendleft(reversed(returned))
+            self._answered(entry)
+        if not returned:
+            return
+        if not self._ready or returned[-1].offset < self._ready[0].offset:
+            # The usual case (one batch in flight per partition): everything
+            # sent comes before everything still ready.
+            self._ready.extendleft(reversed(returned))
+        else:  # several batches in flight: merge by offset
+            self._ready = deque(sorted([*self._ready, *returned], key=lambda e: e.offset))
 
     def resolve(self, entry: Entry, resolution: Resolution) -> None:
         if entry.state is not State.IN_FLIGHT:
             raise ValueError(f"alert at offset {entry.offset} answered while {entry.state.value}")
         entry.state = State.RESOLVED
         entry.resolution = resolution
-        self.in_flight -= 1
+        self._answered(entry)
 
     def emittable(self) -> Iterator[Entry]:
         """Yield RESOLVED alerts that may be produced now, in offset order, marking them EMITTED.
@@ -218,5 +268,11 @@ class PartitionLedger:
         self._ready.clear()
         self._emitted.clear()
         self.in_flight = 0
+        self._keys_in_flight.clear()
         self.buffered_bytes = 0
         return dropped
+
+
+def _key_of(entry: Entry) -> bytes | None:
+    message = entry.message
+    return message.key() if message is not None and hasattr(message, "key") else None

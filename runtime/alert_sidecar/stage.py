@@ -82,6 +82,12 @@ class StageConfig:
     # Batches in flight per worker: enough to overlap the network with the
     # worker's processing without queueing much behind a slow worker.
     max_in_flight: int = 4
+    # What the worker may see out of order: "partition" (nothing: one batch in
+    # flight per partition), "key" (alerts of one record key stay in order,
+    # other keys overtake), "none" (batches of a partition run concurrently).
+    # Outputs always leave in offset order per partition, and only the
+    # finished prefix of a partition is ever committed.
+    ordering: str = "partition"
     # What the stage may hold before it pauses fetching: a 40,000-alert peak
     # visit of ~100 KB alerts would be 4 GB; 256 MB keeps memory flat.
     max_buffered_alerts: int = 20000
@@ -257,30 +263,39 @@ class Stage:
             return
         now = time.monotonic()
         self._rotation = (self._rotation + 1) % len(ledgers)
-        for ledger in ledgers[self._rotation:] + ledgers[: self._rotation]:
-            if ledger.in_flight or not ledger.ready:
-                continue  # one batch in flight per partition: the worker sees it in order
-            worker = self.pool.pick(self.config.max_in_flight)
-            if worker is None:
-                return
-            entries = ledger.take(now, self._batch_size, self.config.max_batch_bytes)
-            entries = self._refuse_unaccepted(ledger, entries)
-            if not entries:
-                continue
-            batch = Batch(next(self._batch_ids), ledger, entries, [e.alert_id for e in entries])
-            to_decode = [e for e in entries if e.payload is None and self._plan(e.content_type) == DECODE]
-            if to_decode:
-                # The worker's slot is held while the alerts are decoded in the pool.
-                worker.in_flight += 1
-                batch.worker = worker
-                decoders = self._decoder_pool()
-                future = decoders.submit(
-                    [e.message.value() for e in to_decode], [e.content_type for e in to_decode], self._fields)
-                generation = decoders.generation
-                future.add_done_callback(
-                    lambda f, b=batch, d=to_decode, g=generation: self.pool.completions.put(Decoded(b, d, f, g)))
-            else:
-                self._send(worker, batch)
+        ordering = self.config.ordering
+        progress = True
+        while progress:  # with ordering key or none, a partition may have several batches in flight
+            progress = False
+            for ledger in ledgers[self._rotation:] + ledgers[: self._rotation]:
+                if not ledger.ready or (ordering == "partition" and ledger.in_flight):
+                    continue  # ordering partition: one batch in flight, the worker sees the partition in order
+                worker = self.pool.pick(self.config.max_in_flight)
+                if worker is None:
+                    return
+                entries = ledger.take(now, self._batch_size, self.config.max_batch_bytes, by_key=ordering == "key")
+                if entries:
+                    progress = True
+                    self._dispatch_batch(worker, ledger, entries)
+
+    def _dispatch_batch(self, worker, ledger: PartitionLedger, entries: list) -> None:
+        entries = self._refuse_unaccepted(ledger, entries)
+        if not entries:
+            return
+        batch = Batch(next(self._batch_ids), ledger, entries, [e.alert_id for e in entries])
+        to_decode = [e for e in entries if e.payload is None and self._plan(e.content_type) == DECODE]
+        if not to_decode:
+            self._send(worker, batch)
+            return
+        # The worker's slot is held while the alerts are decoded in the pool.
+        worker.in_flight += 1
+        batch.worker = worker
+        decoders = self._decoder_pool()
+        future = decoders.submit(
+            [e.message.value() for e in to_decode], [e.content_type for e in to_decode], self._fields)
+        generation = decoders.generation
+        future.add_done_callback(
+            lambda f, b=batch, d=to_decode, g=generation: self.pool.completions.put(Decoded(b, d, f, g)))
 
     def _decoder_pool(self) -> DecoderPool:
         if self._decoders is None:

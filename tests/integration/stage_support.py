@@ -98,16 +98,19 @@ class Processes:
             proc.kill()
 
 
-def produce_alerts(bootstrap: str, topic: str, count: int, partitions: int, start: int = 0) -> list[dict]:
+def produce_alerts(bootstrap: str, topic: str, count: int, partitions: int, start: int = 0,
+                   keys: int = 0) -> list[dict]:
     """Write ``count`` small JSON alerts, spread round-robin over partitions; return them.
 
-    Ids are 64-bit and above 2**53, as Rubin's diaSourceIds are.
+    Ids are 64-bit and above 2**53, as Rubin's diaSourceIds are. With ``keys``,
+    records are keyed "k0".."k<keys-1>" in turn (as if by object).
     """
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
     alerts = []
     for i in range(start, start + count):
         alert = {"diaSourceId": 2**60 + i, "seq": i, "partition": i % partitions}
-        producer.produce(topic, value=json.dumps(alert).encode(), partition=i % partitions)
+        key = f"k{i % keys}".encode() if keys else None
+        producer.produce(topic, value=json.dumps(alert).encode(), key=key, partition=i % partitions)
         alerts.append(alert)
         if i % 1000 == 0:
             producer.poll(0)

@@ -91,3 +91,45 @@ def test_buffered_bytes_fall_to_zero_when_done():
     assert ledger.buffered_bytes == 10  # 0 still waits for its acknowledgement
     ledger.acknowledge(entries[0])
     assert ledger.buffered_bytes == 0
+
+
+class Keyed:
+    def __init__(self, key):
+        self._key = key
+
+    def key(self):
+        return self._key
+
+
+def keyed_ledger(keys):
+    ledger = PartitionLedger("alerts", 0)
+    entries = [ledger.append(Keyed(k), offset, 10) for offset, k in enumerate(keys)]
+    return ledger, entries
+
+
+def test_by_key_holds_a_key_in_flight_and_lets_others_go():
+    ledger, entries = keyed_ledger([b"a", b"b", b"a", b"c", None])
+    first = ledger.take(0, 2, 10**9, by_key=True)
+    assert [e.offset for e in first] == [0, 1]
+    second = ledger.take(0, 10, 10**9, by_key=True)
+    assert [e.offset for e in second] == [3, 4]  # offset 2 (key a) waits for offset 0
+    ledger.resolve(entries[0], FILTERED)
+    third = ledger.take(0, 10, 10**9, by_key=True)
+    assert [e.offset for e in third] == [2]
+
+
+def test_by_key_backoff_blocks_only_its_key():
+    ledger, entries = keyed_ledger([b"a", b"a", b"b"])
+    batch = ledger.take(0, 1, 10**9, by_key=True)
+    ledger.give_back(batch, not_before=5.0)
+    assert [e.offset for e in ledger.take(1.0, 10, 10**9, by_key=True)] == [2]
+    assert [e.offset for e in ledger.take(6.0, 10, 10**9, by_key=True)] == [0, 1]
+
+
+def test_give_back_merges_when_several_batches_are_in_flight():
+    ledger, entries = ledger_with(range(6))
+    first = ledger.take(0, 2, 10**9)
+    second = ledger.take(0, 2, 10**9)
+    ledger.give_back(second)
+    ledger.give_back(first)
+    assert [e.offset for e in ledger.take(0, 10, 10**9)] == [0, 1, 2, 3, 4, 5]

@@ -79,13 +79,16 @@ worker = BrightnessFilter()
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--processes", type=int, default=1,
+                        help="serve from this many processes, on consecutive ports from --port "
+                             "(give the sidecar --worker HOST:FIRST-LAST)")
     parser.add_argument("--port", type=int, default=None,
                         help=f"port to listen on (default: ${alert_worker.server.PORT_ENV}, else 50051)")
     parser.add_argument("--max-mag", type=float, default=None,
                         help=f"keep alerts brighter than this AB magnitude (default: ${MAX_MAG_ENV}, "
                              f"else {DEFAULT_MAX_MAG})")
     args = parser.parse_args(argv)
-    alert_worker.serve(BrightnessFilter(args.max_mag), port=args.port)
+    alert_worker.serve(BrightnessFilter(args.max_mag), port=args.port, processes=args.processes)
 
 
 if __name__ == "__main__":

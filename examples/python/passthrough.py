@@ -23,10 +23,13 @@ def passthrough(alert: alert_worker.Alert) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--processes", type=int, default=1,
+                        help="serve from this many processes, on consecutive ports from --port "
+                             "(give the sidecar --worker HOST:FIRST-LAST)")
     parser.add_argument("--port", type=int, default=None,
                         help=f"port to listen on (default: ${alert_worker.server.PORT_ENV}, else 50051)")
     args = parser.parse_args(argv)
-    alert_worker.serve(passthrough, port=args.port)
+    alert_worker.serve(passthrough, port=args.port, processes=args.processes)
 
 
 if __name__ == "__main__":

@@ -92,11 +92,14 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
 
 def latency_summary(latencies_ms: list[float]) -> dict:
     values = sorted(latencies_ms)
+    def ms(value: float | None) -> float | None:
+        return None if value is None else round(value, 2)
+
     return {
-        "p50_ms": percentile(values, 50),
-        "p95_ms": percentile(values, 95),
-        "p99_ms": percentile(values, 99),
-        "max_ms": values[-1] if values else None,
+        "p50_ms": ms(percentile(values, 50)),
+        "p95_ms": ms(percentile(values, 95)),
+        "p99_ms": ms(percentile(values, 99)),
+        "max_ms": ms(values[-1] if values else None),
     }
 
 
@@ -235,6 +238,8 @@ def run_bench(input_uri: str, output_uri: str, *, alerts: int | None = None, vis
         "queue.buffering.max.messages": 1_000_000,
     })
 
+    # Fetch the input's metadata now, so the first alerts do not wait for it on the clock.
+    producer.list_topics(in_buffer.topic, timeout=KAFKA_TIMEOUT_S)
     sent_ns = [0] * total
     source_of: dict[str, int] = {}  # "topic/partition/offset" -> alert index, from delivery reports
     failed: list[str] = []

@@ -81,7 +81,8 @@ topic missing; 4 worker unreachable, incompatible or broke the contract;
 @click.option("--in", "input_", required=True, envvar=f"{ENV_PREFIX}_IN", metavar="BUFFER", help=f"Input buffer, {BUFFER}.")
 @click.option("--out", "output", required=True, envvar=f"{ENV_PREFIX}_OUT", metavar="BUFFER", help="Default output buffer for the worker's outputs.")
 @click.option("--worker", "workers", multiple=True, envvar=f"{ENV_PREFIX}_WORKER", metavar="HOST:PORT",
-              help="Address of a gRPC worker; repeat to share the load over several. Not needed with -- COMMAND.")
+              help="Address of a gRPC worker; repeat to share the load over several, or give HOST:FIRST-LAST for "
+                   "a worker served by several processes on consecutive ports. Not needed with -- COMMAND.")
 @click.option("--group", metavar="NAME",
               help="Consumer group. Instances with the same group share the input's partitions. "
                    "[default: alert-sidecar.<in topic>.<out topic>]")
@@ -166,7 +167,7 @@ def run(input_, output, workers, group, dead_letter, routes, kafka_config, in_fo
             input=in_buffer,
             output=out_buffer,
             group=group or default_group(in_buffer, out_buffer),
-            workers=[_check_address(w) for w in workers],
+            workers=[address for w in workers for address in _expand_address(w)],
             dead_letter=parse_buffer(dead_letter, what="--dead-letter") if dead_letter else default_dead_letter(in_buffer),
             routes=parse_routes(routes),
             kafka_config=parse_pairs(kafka_config, "--kafka-config"),
@@ -199,11 +200,17 @@ def run(input_, output, workers, group, dead_letter, routes, kafka_config, in_fo
         sys.exit(err.exit_code)
 
 
-def _check_address(address: str) -> str:
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ConfigError(f"--worker {address!r} is not HOST:PORT (e.g. localhost:50051)")
-    return address
+def _expand_address(address: str) -> list[str]:
+    """HOST:PORT, or HOST:FIRST-LAST for a worker served by several processes on consecutive ports."""
+    host, sep, ports = address.rpartition(":")
+    first, dash, last = ports.partition("-")
+    if not sep or not host or not first.isdigit() or (dash and not last.isdigit()):
+        raise ConfigError(f"--worker {address!r} is not HOST:PORT or HOST:FIRST-LAST (e.g. localhost:50051)")
+    if not dash:
+        return [address]
+    if not int(first) <= int(last) <= int(first) + 255:
+        raise ConfigError(f"--worker {address!r}: the port range must go up, by at most 256 ports")
+    return [f"{host}:{port}" for port in range(int(first), int(last) + 1)]
 
 
 def _run_stage(config: StageConfig, supervisor) -> int:

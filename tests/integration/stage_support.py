@@ -20,6 +20,27 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from alert_sidecar.worker_process import free_port  # noqa: F401  (tests import it from here)
 
+
+def free_consecutive_ports(count: int) -> int:
+    """The first of ``count`` consecutive ports that are free now (for a worker served by several processes)."""
+    import socket
+
+    for _ in range(50):
+        first = free_port()
+        try:
+            held = []
+            for port in range(first, first + count):
+                sock = socket.socket()
+                held.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+    raise RuntimeError(f"no {count} consecutive free ports found")
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "python"
 WORKERS = Path(__file__).resolve().parent / "workers"

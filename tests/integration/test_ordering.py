@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from .stage_support import committed_offsets, count_records, free_port, header, produce_alerts, read_topic
+from .stage_support import (committed_offsets, count_records, free_consecutive_ports, free_port, header,
+                            produce_alerts, read_topic)
 
 pytestmark = pytest.mark.kafka
 
@@ -74,3 +75,16 @@ def test_unordered_modes_run_concurrently_and_never_commit_past_an_unfinished_al
     seen = {json.loads(m.value())["seq"] for m in outputs}
     assert seen == {a["seq"] for a in sent}
     print(f"ordering {ordering}: committed {committed} at the kill, {len(outputs) - count} duplicates")
+
+
+def test_a_worker_served_by_several_processes_gets_batches_in_all(kafka_bootstrap, new_topic, procs):
+    source, sink = new_topic(partitions=4), new_topic(partitions=4)
+    sent = produce_alerts(kafka_bootstrap, source, 4_000, partitions=4)
+    port = free_consecutive_ports(2)
+    worker = procs.worker("slow.py", port, "--delay-ms", "5", "--processes", "2")
+    procs.sidecar("--in", f"kafka://{kafka_bootstrap}/{source}", "--out", f"kafka://{kafka_bootstrap}/{sink}",
+                  "--worker", f"127.0.0.1:{port}-{port + 1}", "--batch-size", "50")
+    outputs = read_topic(kafka_bootstrap, sink, minimum=4_000, timeout=90)
+    assert {json.loads(m.value())["seq"] for m in outputs} == {a["seq"] for a in sent}
+    pids = set(re.findall(r"concurrent batches: \d+ pid (\d+)", worker.output))
+    assert len(pids) == 2, worker.output[-2000:]

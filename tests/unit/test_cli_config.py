@@ -30,12 +30,21 @@ def test_flags_make_the_stage_config(captured):
     config = captured["config"]
     assert config.input.bootstrap == "a:1,a:2" and config.output.topic == "bright"
     assert config.workers == ["w1:5", "w2:5"]
+
     assert config.routes["wl"].uri == "kafka://c:1/watch"
     assert config.dead_letter.uri == "kafka://a:1,a:2/alerts.dead-letter"
     assert config.group == "alert-sidecar.alerts.bright"
     assert config.kafka_config == {"acks": "all"}
     assert config.retry.max_retries == 2
 
+
+def test_a_port_range_names_a_worker_served_by_several_processes(captured):
+    result = invoke(["--in", "kafka://a:1/x", "--out", "kafka://a:1/y", "--worker", "localhost:50051-50054"])
+    assert result.exit_code == 0, result.output
+    assert captured["config"].workers == [f"localhost:{p}" for p in range(50051, 50055)]
+    result = CliRunner().invoke(cli.run, ["--in", "kafka://a:1/x", "--out", "kafka://a:1/y",
+                                          "--worker", "localhost:50054-50051"])
+    assert result.exit_code == 2 and "must go up" in result.output
 
 def test_environment_and_config_file(captured, tmp_path):
     path = tmp_path / "stage.toml"

@@ -267,7 +267,7 @@ def start(worker: Worker, port: int | None = None, host: str = "127.0.0.1",
 
 
 def serve(worker: Worker, port: int | None = None, host: str = "127.0.0.1",
-          max_workers: int = DEFAULT_MAX_WORKERS, grace: float = DEFAULT_GRACE_SECONDS) -> None:
+          max_workers: int = DEFAULT_MAX_WORKERS, grace: float = DEFAULT_GRACE_SECONDS, processes: int = 1) -> None:
     """Serve a worker until SIGTERM or SIGINT, then stop gracefully and return.
 
     The port is ``port``, else ``$ALERT_WORKER_PORT`` (set by a sidecar that
@@ -275,8 +275,22 @@ def serve(worker: Worker, port: int | None = None, host: str = "127.0.0.1",
     Installs signal handlers, so call it from the main thread. A port that
     cannot be used or a worker defined wrongly ends the program with a
     one-line message (``SystemExit``).
+
+    With ``processes=N`` the worker is served by N processes on the N ports
+    from ``port`` up, so that a CPU-bound worker uses N cores (Python runs one
+    thread at a time). Give them all to the sidecar:
+    ``alert-sidecar ... --worker host:PORT-LASTPORT``.
     """
     _configure_logging()
+    if processes > 1:
+        try:
+            first = resolve_port(port)
+        except ServeError as exc:
+            raise SystemExit(f"alert_worker: {exc}") from None
+        if first == 0:
+            raise SystemExit("alert_worker: serve(processes=N) needs a fixed first port, not 0")
+        _serve_processes(worker, first, host, max_workers, grace, processes)
+        return
     try:
         running = start(worker, port=port, host=host, max_workers=max_workers)
     except (ServeError, WorkerDefinitionError) as exc:
@@ -306,6 +320,42 @@ def serve(worker: Worker, port: int | None = None, host: str = "127.0.0.1",
         running.stop(0)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _serve_processes(worker: Worker, port: int, host: str, max_workers: int, grace: float, processes: int) -> None:
+    """Fork ``processes`` servers on consecutive ports; stop them all on SIGTERM or SIGINT."""
+    import multiprocessing
+
+    # fork, before this process has created any gRPC object: each child then
+    # starts its own gRPC runtime, and the worker need not be importable by
+    # name (a decorated function in a script's __main__ is not).
+    context = multiprocessing.get_context("fork")
+    children = [context.Process(target=serve, args=(worker, port + i, host, max_workers, grace, 1),
+                                name=f"alert-worker-{i}") for i in range(processes)]
+    for child in children:
+        child.start()
+    log.info("serving worker on %d processes, ports %d-%d (--worker %s:%d-%d)",
+             processes, port, port + processes - 1, host, port, port + processes - 1)
+    stop_requested = threading.Event()
+    previous = {signum: signal.signal(signum, lambda *_: stop_requested.set())
+                for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while not stop_requested.wait(timeout=0.5):
+            if all(not child.is_alive() for child in children):
+                break
+    finally:
+        for child in children:
+            if child.is_alive() and child.pid:
+                os.kill(child.pid, signal.SIGTERM)
+        for child in children:
+            child.join(grace + 5)
+            if child.is_alive():
+                child.kill()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    failed = [child.exitcode for child in children if child.exitcode not in (0, None)]
+    if failed and not stop_requested.is_set():
+        raise SystemExit(f"alert_worker: {len(failed)} of {processes} worker processes exited (codes {failed})")
 
 
 def _configure_logging() -> None:

@@ -9,6 +9,7 @@ batches it holds at once reaches a new maximum ("concurrent batches: N").
 """
 
 import argparse
+import os
 import random
 import threading
 import time
@@ -19,6 +20,7 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--port", type=int)
 parser.add_argument("--delay-ms", type=float, default=0)
 parser.add_argument("--jitter-ms", type=float, default=0)
+parser.add_argument("--processes", type=int, default=1)
 parser.add_argument("--record", help="append 'key seq' per alert, in the order the worker takes them")
 args = parser.parse_args()
 lock = threading.Lock()
@@ -31,7 +33,7 @@ def slow(alerts):
         state["now"] += 1
         if state["now"] > state["max"]:
             state["max"] = state["now"]
-            print(f"concurrent batches: {state['max']}", flush=True)
+            print(f"concurrent batches: {state['max']} pid {os.getpid()}", flush=True)
     try:
         time.sleep((args.delay_ms + random.uniform(0, args.jitter_ms)) / 1000)
         if args.record:
@@ -44,4 +46,4 @@ def slow(alerts):
             state["now"] -= 1
 
 
-alert_worker.serve(slow, port=args.port)
+alert_worker.serve(slow, port=args.port, processes=args.processes)

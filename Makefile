@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all setup demo test test-unit test-integration proto kafka-up kafka-down clean
+.PHONY: all setup demo test test-unit test-integration proto kafka-up kafka-down bench bench-quick clean
 
 all: test
 
@@ -35,6 +35,21 @@ test-unit: $(STAMP)
 test-integration: $(STAMP)
 	$(PY) -m pytest -q -ra tests/integration
 
+# Quix Streams pins an older confluent-kafka than ours, so the peer it is
+# compared with lives in a venv of its own.
+QUIX_VENV := .venv-quix
+$(QUIX_VENV)/bin/python:
+	$(PYTHON) -m venv $(QUIX_VENV)
+	$(QUIX_VENV)/bin/pip install --quiet 'quixstreams>=3,<4'
+
+# The comparison suite (raw confluent-kafka loop, Quix Streams, alert-sidecar)
+# on one local Kafka; the last line is one JSON object of the figures.
+bench-quick: $(STAMP) $(QUIX_VENV)/bin/python
+	QUIX_PYTHON=$(abspath $(QUIX_VENV))/bin/python $(PY) bench/compare.py --quick
+
+bench: $(STAMP) $(QUIX_VENV)/bin/python
+	QUIX_PYTHON=$(abspath $(QUIX_VENV))/bin/python $(PY) bench/compare.py
+
 kafka-up: $(STAMP)
 	$(VENV)/bin/alert-sidecar kafka up
 
@@ -42,4 +57,4 @@ kafka-down: $(STAMP)
 	$(VENV)/bin/alert-sidecar kafka down
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(QUIX_VENV) .pytest_cache build *.egg-info

@@ -63,6 +63,7 @@ Other commands:
   alert-sidecar kafka status             show it
   alert-sidecar kafka down               stop it and delete its data
   alert-sidecar inspect SOURCE...        print alerts of a buffer or files as JSON lines
+  alert-sidecar bench --in B --out B     write Rubin alerts in visit bursts, measure throughput and latency
 
 \b
 Exit codes: 0 stopped cleanly; 2 bad option or config; 3 Kafka unreachable or
@@ -106,6 +107,8 @@ topic missing; 4 worker unreachable, incompatible or broke the contract;
               help="Where a group with no committed offset starts reading.")
 @click.option("--batch-size", type=click.IntRange(1, 100000), default=100, show_default=True,
               help="Most alerts per call to a worker (a worker may ask for fewer).")
+@click.option("--batch-linger-ms", type=click.FloatRange(0), default=5.0, show_default=True,
+              help="How long a partition's batch may wait to fill before it is sent short.")
 @click.option("--ordering", type=click.Choice(["partition", "key", "none"]), default="partition", show_default=True,
               help="What the worker may see out of order: 'partition' keeps each partition in order (one batch in "
                    "flight per partition); 'key' keeps each record key in order; 'none' lets batches of a partition "
@@ -139,7 +142,7 @@ topic missing; 4 worker unreachable, incompatible or broke the contract;
 @click.version_option(__version__, prog_name="alert-sidecar")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[-- COMMAND...]")
 def run(input_, output, workers, group, dead_letter, routes, kafka_config, in_format, schema_registry, schema_dir,
-        decoders, start_from, batch_size, ordering,
+        decoders, start_from, batch_size, batch_linger_ms, ordering,
         max_in_flight, max_buffered, max_buffered_mb, max_retries, retry_backoff, worker_timeout, worker_wait,
         drain_timeout, worker_processes, create_topics, progress_interval, stats_file, log_level, command):
     """Run one stage: consume BUFFER --in, call the worker, produce to --out.
@@ -176,6 +179,7 @@ def run(input_, output, workers, group, dead_letter, routes, kafka_config, in_fo
             decoders=decoders if decoders is not None else (os.cpu_count() or 1),
             batch_size=batch_size,
             ordering=ordering,
+            batch_linger=batch_linger_ms / 1000,
             max_in_flight=max_in_flight,
             max_buffered_alerts=max_buffered,
             max_buffered_bytes=max_buffered_mb * 1024 * 1024,
@@ -243,18 +247,20 @@ SUBCOMMANDS = {}
 
 def _subcommands() -> dict[str, click.Command]:
     if not SUBCOMMANDS:
+        from .bench import bench_command
         from .inspect_command import inspect_command
         from .kafka_commands import kafka_group
 
         SUBCOMMANDS["kafka"] = kafka_group
         SUBCOMMANDS["inspect"] = inspect_command
+        SUBCOMMANDS["bench"] = bench_command
     return SUBCOMMANDS
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: a subcommand by name, else the stage itself."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] in ("kafka", "inspect"):
+    if args and args[0] in ("kafka", "inspect", "bench"):
         command = _subcommands()[args[0]]
         command.main(args=args[1:], prog_name=f"alert-sidecar {args[0]}")
     else:

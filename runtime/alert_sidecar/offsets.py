@@ -69,6 +69,7 @@ class Entry:
     content_type: str = ""  # what the input bytes are
     payload: bytes | None = None  # the alert decoded for the worker (JSON form), kept across retries
     schema_id: int = 0  # the input's Confluent schema id, once known
+    fetched_at: float = 0.0  # monotonic time it was fetched (batches linger for more)
     state: State = State.PENDING
     attempts: int = 0  # answers of RETRY (or failed calls) so far
     not_before: float = 0.0  # monotonic time before which a retry must not be sent
@@ -96,11 +97,12 @@ class PartitionLedger:
     revoked: bool = False  # set when the partition is taken away; late answers are ignored
     _keys_in_flight: dict = field(default_factory=dict)  # record key -> alerts of it in flight (ordering by key)
 
-    def append(self, message: Any, offset: int, size: int, content_type: str = "") -> Entry:
+    def append(self, message: Any, offset: int, size: int, content_type: str = "", now: float = 0.0) -> Entry:
         if self._waiting and offset <= self._waiting[-1].offset:
             raise ValueError(f"offset {offset} fetched after {self._waiting[-1].offset} on {self.topic}/{self.partition}")
         alert_id = f"{self.topic}/{self.partition}/{offset}"
-        entry = Entry(offset=offset, message=message, size=size, alert_id=alert_id, content_type=content_type)
+        entry = Entry(offset=offset, message=message, size=size, alert_id=alert_id, content_type=content_type,
+                      fetched_at=now)
         self._waiting.append(entry)
         self._ready.append(entry)
         self.buffered_bytes += size
@@ -183,6 +185,10 @@ class PartitionLedger:
                 self._keys_in_flight[key] = left
             else:
                 self._keys_in_flight.pop(key, None)
+
+    def oldest_ready_at(self) -> float | None:
+        """When the oldest alert ready to send was fetched."""
+        return self._ready[0].fetched_at if self._ready else None
 
     def next_retry_at(self) -> float | None:
         return self._ready[0].not_before if self._ready else None

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from .stage_support import ROOT, SIDECAR, EXAMPLES
+from .stage_support import EXAMPLES, ROOT
 
 BENCH = [sys.executable, "-m", "alert_sidecar.bench"]
 

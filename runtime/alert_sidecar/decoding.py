@@ -29,18 +29,11 @@ from typing import Any
 import fastavro
 import orjson
 
-from .exceptions import SidecarError
+from .exceptions import DecodeError
 from .formats import AVRO_CONFLUENT, AVRO_OCF, JSON, RAW
 
 _CONFLUENT_HEADER = 5  # magic byte 0 and a 4-byte big-endian schema id
 
-
-class DecodeError(SidecarError):
-    """The bytes are not what their format says: permanent for that alert."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def schema_id_of(value: bytes | None) -> int | None:

@@ -23,19 +23,12 @@ import orjson
 from fastavro.validation import ValidationError, validate
 
 from .buffers import Buffer
-from .exceptions import ConfigError, SidecarError
+from .exceptions import ConfigError, EncodeError
 from .formats import AVRO_CONFLUENT, JSON, sniff
 from .schemas import plain_schema
 
 log = logging.getLogger("alert_sidecar.outputs_encoding")
 
-
-class EncodeError(SidecarError):
-    """An output does not fit its buffer's schema: permanent for that alert."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class AvroOutput:

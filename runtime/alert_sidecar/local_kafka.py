@@ -190,7 +190,7 @@ def kafka_libs(version: str = DEFAULT_VERSION, kafka_home: Path | None = None,
         return libs
     home.mkdir(parents=True, exist_ok=True)
     # Two test sessions starting at once on a fresh cache fetch once, not twice into one folder.
-    with _file_lock(home.parent / f"kafka-{version}.lock"):
+    with file_lock(home.parent / f"kafka-{version}.lock"):
         if not stamp.exists():
             _fetch_with_maven(version, home, libs, progress)
             stamp.write_text(f"kafka_2.13 {version}, log4j {LOG4J_VERSION}\n")
@@ -231,7 +231,8 @@ def _first_maven_error(log_file: Path) -> str:
 
 
 @contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing): one fetch or build into a cache at a time."""
     with open(path, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:

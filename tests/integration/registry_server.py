@@ -27,7 +27,6 @@ Quarkus 2.16 runs on Java 17, which the machine has for Kafka.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -41,7 +40,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from alert_sidecar.local_kafka import default_cache_dir, find_java
+from alert_sidecar.local_kafka import default_cache_dir, file_lock, find_java
 
 APICURIO_VERSION = "2.4.2.Final"
 # The Quarkus release Apicurio 2.4.2.Final is built with (its parent POM's quarkus.version).
@@ -158,7 +157,7 @@ def build(progress=print) -> Path:
     if mvn is None:
         raise RegistryStartError("mvn not found on PATH: Maven is needed to build Apicurio Registry for the tests")
     home.mkdir(parents=True, exist_ok=True)
-    with _file_lock(home.parent / f"apicurio-registry-{APICURIO_VERSION}.lock"):
+    with file_lock(home.parent / f"apicurio-registry-{APICURIO_VERSION}.lock"):
         if stamp.exists() and jar.exists():
             return jar
         progress(f"building Apicurio Registry {APICURIO_VERSION} with mvn into {home} (once)")
@@ -242,16 +241,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-@contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @contextmanager

@@ -190,9 +190,6 @@ class PartitionLedger:
         """When the oldest alert ready to send was fetched."""
         return self._ready[0].fetched_at if self._ready else None
 
-    def next_retry_at(self) -> float | None:
-        return self._ready[0].not_before if self._ready else None
-
     def give_back(self, entries: list[Entry], not_before: float = 0.0) -> None:
         """Put unanswered alerts back among the ready ones, in offset order, to be sent again."""
         returned = sorted((e for e in entries if e.state is State.IN_FLIGHT), key=lambda e: e.offset)

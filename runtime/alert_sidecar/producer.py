@@ -154,5 +154,3 @@ class Outputs:
         """Wait for outstanding records; return how many are still not acknowledged."""
         return sum(producer.flush(timeout) for producer in self._producers.values())
 
-    def outstanding(self) -> int:
-        return sum(len(producer) for producer in self._producers.values())

@@ -26,6 +26,7 @@ from click.testing import CliRunner
 from confluent_kafka import Producer
 from lsst.alert.packet import SchemaRegistry
 
+from alert_worker.codecs import encode_confluent
 from alert_sidecar.inspect_command import inspect_command
 from alert_sidecar.rubin import RubinAlertFactory
 from alert_sidecar.schemas import RubinSchemas
@@ -58,10 +59,7 @@ def json_form(value):
 
 
 def framed(schema_id: int, record: dict) -> bytes:
-    out = io.BytesIO()
-    out.write(struct.pack(">bI", 0, schema_id))
-    fastavro.schemaless_writer(out, SCHEMAS.parsed(schema_id), record)
-    return out.getvalue()
+    return encode_confluent(record, SCHEMAS.parsed(schema_id), schema_id)
 
 
 def sample_file(version: str) -> Path:

@@ -24,6 +24,7 @@ from click.testing import CliRunner
 from confluent_kafka import Producer
 from lsst.alert.packet import SchemaRegistry
 
+from alert_worker.codecs import encode_confluent
 from alert_sidecar.decoding import DecoderPool, decode
 from alert_sidecar.formats import AVRO_CONFLUENT
 from alert_sidecar.inspect_command import inspect_command
@@ -74,10 +75,7 @@ def subject(name: str) -> str:
 
 
 def framed(schema_id: int, schema, record) -> bytes:
-    out = io.BytesIO()
-    out.write(struct.pack(">bI", 0, schema_id))
-    fastavro.schemaless_writer(out, fastavro.parse_schema(schema), record)
-    return out.getvalue()
+    return encode_confluent(record, fastavro.parse_schema(schema), schema_id)
 
 
 def sample_record(version: str) -> dict:

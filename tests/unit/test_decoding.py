@@ -3,13 +3,12 @@
 import base64
 import io
 import json
-import math
-import struct
 
 import fastavro
 import orjson
 import pytest
 
+from alert_worker.codecs import encode_confluent
 from alert_sidecar.decoding import DecodeError, convert_batch, decode, project, projection_tree, schema_id_of, to_json
 from alert_sidecar.formats import AVRO_CONFLUENT, AVRO_OCF, JSON, RAW
 from alert_sidecar.outputs_encoding import AvroOutput, EncodeError
@@ -37,10 +36,7 @@ class OneSchema:
 
 
 def framed(record, schema_id=42):
-    out = io.BytesIO()
-    out.write(b"\x00" + struct.pack(">I", schema_id))
-    fastavro.schemaless_writer(out, SCHEMA, record)
-    return out.getvalue()
+    return encode_confluent(record, SCHEMA, schema_id)
 
 
 def test_confluent_round_trip_into_the_json_form():

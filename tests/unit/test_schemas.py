@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import base64
 import http.server
-import io
 import json
 import os
 import pickle
 import shutil
 import socket
-import struct
 import threading
 import time
 from pathlib import Path
@@ -28,6 +26,7 @@ import fastavro
 import pytest
 from lsst.alert.packet import SchemaRegistry
 
+from alert_worker.codecs import encode_confluent
 from alert_sidecar import schemas as schemas_module
 from alert_sidecar.decoding import decode
 from alert_sidecar.exceptions import ConfigError
@@ -53,10 +52,7 @@ SMALL = {"type": "record", "name": "Small", "namespace": "test",
 
 
 def framed(schema_id: int, schema, record) -> bytes:
-    out = io.BytesIO()
-    out.write(struct.pack(">bI", 0, schema_id))
-    fastavro.schemaless_writer(out, fastavro.parse_schema(schema), record)
-    return out.getvalue()
+    return encode_confluent(record, fastavro.parse_schema(schema), schema_id)
 
 
 def sample_record(version: str) -> dict:

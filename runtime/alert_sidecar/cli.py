@@ -82,8 +82,9 @@ topic missing; 4 worker unreachable, incompatible or broke the contract;
 @click.option("--in", "input_", required=True, envvar=f"{ENV_PREFIX}_IN", metavar="BUFFER", help=f"Input buffer, {BUFFER}.")
 @click.option("--out", "output", required=True, envvar=f"{ENV_PREFIX}_OUT", metavar="BUFFER", help="Default output buffer for the worker's outputs.")
 @click.option("--worker", "workers", multiple=True, envvar=f"{ENV_PREFIX}_WORKER", metavar="HOST:PORT",
-              help="Address of a gRPC worker; repeat to share the load over several, or give HOST:FIRST-LAST for "
-                   "a worker served by several processes on consecutive ports. Not needed with -- COMMAND.")
+              help="Address of a worker: HOST:PORT for gRPC, http://HOST:PORT for Connect (R workers); repeat to "
+                   "share the load over several, or give HOST:FIRST-LAST for a worker served by several processes "
+                   "on consecutive ports. Not needed with -- COMMAND.")
 @click.option("--group", metavar="NAME",
               help="Consumer group. Instances with the same group share the input's partitions. "
                    "[default: alert-sidecar.<in topic>.<out topic>]")
@@ -129,6 +130,14 @@ topic missing; 4 worker unreachable, incompatible or broke the contract;
               help="Seconds to wait at start for the workers to be healthy before giving up.")
 @click.option("--drain-timeout", type=click.FloatRange(0), default=30.0, show_default=True,
               help="Seconds to finish in-flight alerts on SIGTERM/SIGINT before committing and exiting.")
+@click.option("--worker-protocol", type=click.Choice(["grpc", "connect"]), default=None,
+              envvar=f"{ENV_PREFIX}_WORKER_PROTOCOL",
+              help="What the workers speak: gRPC (the default for HOST:PORT), or Connect over HTTP/1.1 (R "
+                   "workers; the default for http://HOST:PORT).")
+@click.option("--worker-call", type=click.Choice(["stream", "unary"]), default="stream", show_default=True,
+              envvar=f"{ENV_PREFIX}_WORKER_CALL",
+              help="How batches reach a gRPC worker: over one ProcessStream call per worker, or one ProcessBatch "
+                   "call per batch.")
 @click.option("--worker-processes", type=click.IntRange(1, 256), default=1, show_default=True,
               help="With -- COMMAND: how many copies of the worker to start, each on its own port.")
 @click.option("--create-topics/--no-create-topics", default=True, show_default=True,
@@ -144,7 +153,7 @@ topic missing; 4 worker unreachable, incompatible or broke the contract;
 def run(input_, output, workers, group, dead_letter, routes, kafka_config, in_format, schema_registry, schema_dir,
         decoders, start_from, batch_size, batch_linger_ms, ordering,
         max_in_flight, max_buffered, max_buffered_mb, max_retries, retry_backoff, worker_timeout, worker_wait,
-        drain_timeout, worker_processes, create_topics, progress_interval, stats_file, log_level, command):
+        drain_timeout, worker_protocol, worker_call, worker_processes, create_topics, progress_interval, stats_file, log_level, command):
     """Run one stage: consume BUFFER --in, call the worker, produce to --out.
 
     Alerts are committed only once every output (or their dead letter) is
@@ -170,7 +179,7 @@ def run(input_, output, workers, group, dead_letter, routes, kafka_config, in_fo
             input=in_buffer,
             output=out_buffer,
             group=group or default_group(in_buffer, out_buffer),
-            workers=[address for w in workers for address in _expand_address(w)],
+            workers=[address for w in workers for address in _expand_address(w, worker_protocol)],
             dead_letter=parse_buffer(dead_letter, what="--dead-letter") if dead_letter else default_dead_letter(in_buffer),
             routes=parse_routes(routes),
             kafka_config=parse_pairs(kafka_config, "--kafka-config"),
@@ -186,6 +195,7 @@ def run(input_, output, workers, group, dead_letter, routes, kafka_config, in_fo
             retry=RetryPolicy(max_retries=max_retries, base_backoff_s=retry_backoff),
             worker_timeout=worker_timeout,
             worker_wait=worker_wait,
+            worker_call=worker_call,
             drain_timeout=drain_timeout,
             start_from=start_from,
             create_topics=create_topics,
@@ -197,24 +207,39 @@ def run(input_, output, workers, group, dead_letter, routes, kafka_config, in_fo
             from .worker_process import Supervisor
 
             supervisor = Supervisor(list(command), worker_processes)
-            config.workers = supervisor.addresses
+            config.workers = [_with_protocol(a, worker_protocol) for a in supervisor.addresses]
         sys.exit(_run_stage(config, supervisor))
     except SidecarError as err:
         click.echo(f"alert-sidecar: error: {err}", err=True)
         sys.exit(err.exit_code)
 
 
-def _expand_address(address: str) -> list[str]:
-    """HOST:PORT, or HOST:FIRST-LAST for a worker served by several processes on consecutive ports."""
-    host, sep, ports = address.rpartition(":")
+def _expand_address(address: str, protocol: str | None = None) -> list[str]:
+    """HOST:PORT, or HOST:FIRST-LAST for a worker served by several processes on consecutive ports.
+
+    ``http://`` in front means a Connect worker, as does --worker-protocol connect.
+    """
+    scheme, has_scheme, rest = address.partition("://")
+    if has_scheme and scheme != "http":
+        raise ConfigError(f"--worker {address!r}: only http:// (a Connect worker) may come before HOST:PORT")
+    if has_scheme and protocol == "grpc":
+        raise ConfigError(f"--worker {address!r} is a Connect address, but --worker-protocol says grpc")
+    bare = rest if has_scheme else address
+    host, sep, ports = bare.rpartition(":")
     first, dash, last = ports.partition("-")
     if not sep or not host or not first.isdigit() or (dash and not last.isdigit()):
-        raise ConfigError(f"--worker {address!r} is not HOST:PORT or HOST:FIRST-LAST (e.g. localhost:50051)")
-    if not dash:
-        return [address]
-    if not int(first) <= int(last) <= int(first) + 255:
+        raise ConfigError(f"--worker {address!r} is not HOST:PORT or HOST:FIRST-LAST (e.g. localhost:50051, "
+                          "or http://localhost:8080 for a Connect worker)")
+    if dash and not int(first) <= int(last) <= int(first) + 255:
         raise ConfigError(f"--worker {address!r}: the port range must go up, by at most 256 ports")
-    return [f"{host}:{port}" for port in range(int(first), int(last) + 1)]
+    ports_of = range(int(first), int(last) + 1) if dash else [int(first)]
+    connect = has_scheme or protocol == "connect"
+    return [_with_protocol(f"{host}:{port}", "connect" if connect else "grpc") for port in ports_of]
+
+
+def _with_protocol(address: str, protocol: str | None) -> str:
+    """The address the dispatcher takes: ``http://HOST:PORT`` for a Connect worker, HOST:PORT for gRPC."""
+    return f"http://{address}" if protocol == "connect" else address
 
 
 def _run_stage(config: StageConfig, supervisor) -> int:

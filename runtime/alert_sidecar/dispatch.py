@@ -1,9 +1,10 @@
 """Dispatching alerts to workers over the contract in proto/.
 
 A ``WorkerClient`` is one worker address: a gRPC channel, its health, what the
-worker said of itself in Describe, and the batches sent to it. Calls are
-asynchronous: a finished call is put on a queue that the stage's loop drains,
-so every decision about alerts is taken on the loop's one thread.
+worker said of itself in Describe, and the batches sent to it, over one
+streaming call or as unary calls. Sending is asynchronous: a finished batch is
+put on a queue that the stage's loop drains, so every decision about alerts is
+taken on the loop's one thread.
 
 A ``WorkerPool`` spreads batches over the healthy workers and watches the
 unhealthy ones from a background thread until they answer their health check
@@ -20,12 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from alertsidecar.v1 import worker_pb2, worker_pb2_grpc
 
 from .exceptions import SidecarError, WorkerError
-from .formats import JSON as JSON_CONTENT_TYPE
 
 log = logging.getLogger("alert_sidecar.dispatch")
 
@@ -43,11 +44,15 @@ CHANNEL_OPTIONS = [
 # How often an unhealthy worker is asked for its health again.
 HEALTH_PROBE_INTERVAL_S = 0.5
 HEALTH_CHECK_TIMEOUT_S = 2.0
+# How often a worker that is starting is asked whether it is ready: a Python
+# worker is up about a second after its process starts, and every probe
+# interval is start-up time the stage may add to its first alert's latency.
+READY_PROBE_INTERVAL_S = 0.05
 
 
 @dataclass(eq=False)
 class Batch:
-    """Alerts of one input partition sent in one ProcessBatch call."""
+    """Alerts of one input partition sent to a worker as one AlertBatch."""
 
     id: int
     ledger: Any  # offsets.PartitionLedger
@@ -59,11 +64,33 @@ class Batch:
 
 @dataclass
 class Completion:
-    """A finished call: either a BatchResult or the gRPC error."""
+    """A finished batch: either its BatchResult or the error of its call."""
 
     batch: Batch
     result: worker_pb2.BatchResult | None = None
     error: grpc.RpcError | None = None
+
+
+class CallFailed(grpc.RpcError):
+    """A failure of a batch that no gRPC call reported itself: a stream ended, a deadline the sidecar enforced."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self._code = code
+        self._details = details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+
+class ContractBroken(CallFailed):
+    """The worker answered something the contract does not allow; the stage stops rather than guess."""
+
+    def __init__(self, details: str) -> None:
+        super().__init__(grpc.StatusCode.INTERNAL, details)
 
 
 def describe_rpc_error(err: grpc.RpcError) -> str:
@@ -73,13 +100,31 @@ def describe_rpc_error(err: grpc.RpcError) -> str:
     return f"{name}: {details}"
 
 
+# The calls, by path: requests are AlertBatch bytes the stage wrote itself
+# (wire.py), so no request serializer.
+_PROCESS_BATCH = "/alertsidecar.v1.AlertWorker/ProcessBatch"
+_PROCESS_STREAM = "/alertsidecar.v1.AlertWorker/ProcessStream"
+_DESCRIBE = "/alertsidecar.v1.AlertWorker/Describe"
+STREAM, UNARY = "stream", "unary"
+CONNECT_SCHEME = "http://"  # a worker address that speaks Connect, not gRPC
+_END = object()  # ends a stream's requests
+
+
 @dataclass(eq=False)
 class WorkerClient:
-    """One worker address."""
+    """One worker address, over gRPC.
+
+    Batches go over one ``ProcessStream`` call per worker (``call=stream``):
+    batches of several partitions are in flight on it at once and answered
+    as each finishes, with no per-call set-up. ``call=unary`` sends each batch
+    as its own ``ProcessBatch`` call instead; a worker that does not
+    implement ProcessStream is switched to that on its first answer.
+    """
 
     address: str
     completions: "queue.Queue[Completion]"
     call_timeout: float
+    call: str = STREAM
     channel: grpc.Channel = field(init=False)
     description: worker_pb2.WorkerDescription | None = None
     in_flight: int = 0  # batches sent and not answered (loop thread only)
@@ -90,6 +135,11 @@ class WorkerClient:
         self.channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
         self._stub = worker_pb2_grpc.AlertWorkerStub(self.channel)
         self._health = health_pb2_grpc.HealthStub(self.channel)
+        self._process_batch = self.channel.unary_unary(
+            _PROCESS_BATCH, request_serializer=None, response_deserializer=worker_pb2.BatchResult.FromString)
+        self._process_stream = self.channel.stream_stream(
+            _PROCESS_STREAM, request_serializer=None, response_deserializer=worker_pb2.BatchResult.FromString)
+        self._stream: _Stream | None = None
 
     @property
     def healthy(self) -> bool:
@@ -138,18 +188,202 @@ class WorkerClient:
         self.last_problem = why
         self._healthy.clear()
 
-    def send(self, batch: Batch, schemas: dict[int, str]) -> None:
-        request = worker_pb2.AlertBatch(batch_id=batch.id, alerts=[_to_alert(e, batch) for e in batch.entries])
-        for schema_id, text in schemas.items():
-            request.schemas[schema_id] = text
+    def send(self, batch: Batch, request: bytes) -> None:
+        """Send ``request`` (the batch as AlertBatch bytes); its Completion arrives on the queue."""
         batch.worker = self
         batch.sent_at = time.monotonic()
         self.in_flight += 1
-        future = self._stub.ProcessBatch.future(request, timeout=self.call_timeout)
+        if self.call == STREAM:
+            stream = self._stream
+            if stream is not None and stream.submit(batch, request):
+                return
+            self._stream = stream = _Stream(self)
+            if stream.submit(batch, request):
+                return
+            if self.call == STREAM:  # the new stream ended before it took the batch: the worker is going away
+                self.completions.put(Completion(batch, error=CallFailed(
+                    grpc.StatusCode.UNAVAILABLE, "the worker ended its stream as it opened")))
+                return
+        self.send_unary(batch, request)
+
+    def send_unary(self, batch: Batch, request: bytes) -> None:
+        future = self._process_batch.future(request, timeout=self.call_timeout)
         future.add_done_callback(lambda f: self.completions.put(_completion(batch, f)))
 
+    def expire(self, now: float) -> None:
+        """End the stream if its oldest batch has waited longer than the call timeout (unary calls time out alone)."""
+        stream = self._stream
+        if stream is not None:
+            stream.expire(now - self.call_timeout)
+
     def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
         self.channel.close()
+
+
+class _Stream:
+    """One ProcessStream call: batches in, answers out by batch_id, on a reader thread of its own."""
+
+    def __init__(self, client: WorkerClient) -> None:
+        self._client = client
+        self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._pending: dict[int, tuple[Batch, bytes]] = {}  # by batch id, oldest first
+        self._lock = threading.Lock()
+        self._ended = False
+        self._expired: CallFailed | None = None
+        self._call = client._process_stream(iter(self._requests.get, _END))
+        threading.Thread(target=self._read, name=f"worker-stream-{client.address}", daemon=True).start()
+
+    def submit(self, batch: Batch, request: bytes) -> bool:
+        """False if the stream has ended: the caller opens another."""
+        with self._lock:
+            if self._ended:
+                return False
+            self._pending[batch.id] = (batch, request)
+        self._requests.put(request)
+        return True
+
+    def expire(self, sent_before: float) -> None:
+        with self._lock:
+            oldest = next(iter(self._pending.values()), None)
+            if oldest is None or oldest[0].sent_at >= sent_before or self._expired is not None:
+                return
+            self._expired = CallFailed(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"no answer within {self._client.call_timeout:g} s (--worker-timeout)")
+        self._call.cancel()
+
+    def close(self) -> None:
+        self._requests.put(_END)
+        self._call.cancel()
+
+    def _read(self) -> None:
+        client = self._client
+        error: grpc.RpcError = CallFailed(grpc.StatusCode.UNAVAILABLE, "the worker ended the stream")
+        try:
+            for result in self._call:
+                with self._lock:
+                    sent = self._pending.pop(result.batch_id, None)
+                if sent is None:
+                    # Not a batch this stream sent, or one answered twice: the
+                    # worker broke the contract, and nothing it says can be trusted.
+                    error = ContractBroken(f"it answered batch_id {result.batch_id}, which is not a batch in "
+                                           "flight on its stream (answered twice, or never sent)")
+                    self._call.cancel()
+                    break
+                client.completions.put(Completion(sent[0], result=result))
+        except grpc.RpcError as err:
+            error = err
+        unimplemented = error.code() == grpc.StatusCode.UNIMPLEMENTED
+        if unimplemented:  # before the stream is marked ended, so that send() sees it
+            client.call = UNARY
+        with self._lock:
+            self._ended = True
+            left = list(self._pending.values())
+            self._pending.clear()
+            if self._expired is not None:
+                error = self._expired
+        if unimplemented:
+            log.info("worker does not implement ProcessStream address=%s; using ProcessBatch calls", client.address)
+            for batch, request in left:
+                client.send_unary(batch, request)
+            return
+        for batch, _request in left:
+            client.completions.put(Completion(batch, error=error))
+
+
+# Connect error codes are gRPC's status codes in snake case ("unavailable",
+# "deadline_exceeded"); "canceled" is spelt the American way.
+_CONNECT_CODES = {code.name.lower(): code for code in grpc.StatusCode} | {"canceled": grpc.StatusCode.CANCELLED}
+# Calls in progress at once on one Connect worker: the loop keeps at most
+# --max-in-flight batches on a worker (4 by default); more calls than threads wait.
+CONNECT_CALL_THREADS = 8
+
+
+@dataclass(eq=False)
+class ConnectWorkerClient(WorkerClient):
+    """One worker address over the Connect protocol (HTTP/1.1 POSTs; R workers): ProcessBatch calls only.
+
+    ``address`` is the worker's URL, ``http://HOST:PORT``. Each call runs on a
+    thread of a small pool and puts its Completion on the same queue as
+    gRPC's, so the stage does not know which protocol a worker speaks.
+    """
+
+    def __post_init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from .connect import ConnectChannel
+
+        self.call = UNARY
+        self._channel = ConnectChannel(self.address)
+        self._calls = ThreadPoolExecutor(CONNECT_CALL_THREADS, thread_name_prefix="connect-call")
+
+    def probe(self) -> bool:
+        from .connect import ConnectError, health_check
+
+        try:
+            status = health_check(self._channel, HEALTH_CHECK_TIMEOUT_S)
+        except ConnectError as err:
+            if err.code == "unimplemented":
+                self.last_problem = "it does not serve the health check (POST /grpc.health.v1.Health/Check)"
+            elif "refused" in err.message:
+                self.last_problem = "nothing is listening (connection refused)"
+            else:
+                self.last_problem = str(err)
+            return False
+        if status != health_pb2.HealthCheckResponse.SERVING:
+            self.last_problem = f"health is {health_pb2.HealthCheckResponse.ServingStatus.Name(status)}"
+            return False
+        return True
+
+    def describe(self) -> worker_pb2.WorkerDescription:
+        from .connect import ConnectError
+
+        request = worker_pb2.DescribeRequest(sidecar_protocol_version=worker_pb2.PROTOCOL_VERSION_1)
+        try:
+            answer = self._channel.call(_DESCRIBE, request.SerializeToString(), HEALTH_CHECK_TIMEOUT_S * 5)
+        except ConnectError as err:
+            if err.code == "unimplemented":
+                raise WorkerError(
+                    f"worker at {self.address} does not implement alertsidecar.v1.AlertWorker "
+                    "(Describe is unimplemented): is this an alert-sidecar worker?") from None
+            raise CallFailed(_CONNECT_CODES.get(err.code, grpc.StatusCode.UNKNOWN), err.message) from None
+        try:
+            return worker_pb2.WorkerDescription.FromString(answer)
+        except DecodeError as exc:
+            raise WorkerError(f"worker at {self.address} answered Describe with something that is not a "
+                              f"WorkerDescription ({exc}); is it built against proto/alertsidecar/v1?") from None
+
+    def send(self, batch: Batch, request: bytes) -> None:
+        batch.worker = self
+        batch.sent_at = time.monotonic()
+        self.in_flight += 1
+        self.send_unary(batch, request)
+
+    def send_unary(self, batch: Batch, request: bytes) -> None:
+        self._calls.submit(self._process_batch_call, batch, request)
+
+    def _process_batch_call(self, batch: Batch, request: bytes) -> None:
+        from .connect import ConnectError
+
+        try:
+            answer = self._channel.call(_PROCESS_BATCH, request, self.call_timeout)
+            completion = Completion(batch, result=worker_pb2.BatchResult.FromString(answer))
+        except ConnectError as err:
+            code = _CONNECT_CODES.get(err.code, grpc.StatusCode.UNKNOWN)
+            completion = Completion(batch, error=CallFailed(code, err.message))
+        except DecodeError as exc:
+            completion = Completion(batch, error=ContractBroken(
+                f"it answered ProcessBatch with something that is not a BatchResult ({exc})"))
+        self.completions.put(completion)
+
+    def expire(self, now: float) -> None:
+        """Each call has its own timeout."""
+
+    def close(self) -> None:
+        self._calls.shutdown(wait=False, cancel_futures=True)
+        self._channel.close()
 
 
 def _completion(batch: Batch, future: grpc.Future) -> Completion:
@@ -158,43 +392,7 @@ def _completion(batch: Batch, future: grpc.Future) -> Completion:
     except grpc.RpcError as err:
         return Completion(batch, error=err)
     except grpc.FutureCancelledError:
-        return Completion(batch, error=_Cancelled())
-
-
-class _Cancelled(grpc.RpcError):
-    def code(self) -> grpc.StatusCode:
-        return grpc.StatusCode.CANCELLED
-
-    def details(self) -> str:
-        return "call cancelled"
-
-
-def _to_alert(entry: Any, batch: Batch) -> worker_pb2.Alert:
-    message = entry.message
-    timestamp_type, timestamp = message.timestamp()
-    alert = worker_pb2.Alert(
-        id=entry.alert_id,
-        topic=batch.ledger.topic,
-        partition=batch.ledger.partition,
-        offset=entry.offset,
-        timestamp_ms=timestamp if timestamp_type else 0,
-        attempt=entry.attempts,
-        schema_id=entry.schema_id,
-    )
-    if entry.payload is not None:  # decoded by the sidecar for this worker
-        alert.value = entry.payload
-        alert.content_type = JSON_CONTENT_TYPE
-        alert.source_content_type = entry.content_type
-    else:
-        alert.value = message.value() or b""
-        alert.content_type = entry.content_type
-    key = message.key()
-    if key is not None:
-        alert.key = key
-    headers = message.headers()
-    if headers:
-        alert.headers.extend(worker_pb2.Header(key=k, value=v or b"") for k, v in headers)
-    return alert
+        return Completion(batch, error=CallFailed(grpc.StatusCode.CANCELLED, "call cancelled"))
 
 
 def _explain_unreachable(err: grpc.RpcError) -> str:
@@ -211,9 +409,13 @@ def _explain_unreachable(err: grpc.RpcError) -> str:
 class WorkerPool:
     """The workers of one stage, and a thread that watches the unhealthy ones."""
 
-    def __init__(self, addresses: list[str], call_timeout: float, validate) -> None:
+    def __init__(self, addresses: list[str], call_timeout: float, validate, call: str = STREAM) -> None:
         self.completions: queue.Queue[Completion] = queue.Queue()
-        self.workers = [WorkerClient(a, self.completions, call_timeout) for a in addresses]
+        self.workers = [
+            ConnectWorkerClient(a, self.completions, call_timeout) if a.startswith(CONNECT_SCHEME)
+            else WorkerClient(a, self.completions, call_timeout, call)
+            for a in addresses
+        ]
         self._validate = validate  # raises WorkerError if a description is unusable
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -249,7 +451,7 @@ class WorkerPool:
                 for worker in waiting:
                     log.info("waiting for worker address=%s problem=%r", worker.address, worker.last_problem)
                 next_note = now + 5
-            time.sleep(0.2)
+            time.sleep(READY_PROBE_INTERVAL_S)
 
     def _checked_description(self, worker: WorkerClient) -> worker_pb2.WorkerDescription:
         description = worker.describe()
@@ -294,6 +496,10 @@ class WorkerPool:
         if best is not None:
             self._next = (self.workers.index(best) + 1) % count
         return best
+
+    def expire(self, now: float) -> None:
+        for worker in self.workers:
+            worker.expire(now)
 
     @property
     def any_healthy(self) -> bool:

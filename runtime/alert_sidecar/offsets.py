@@ -143,7 +143,7 @@ class PartitionLedger:
             entry.state = State.IN_FLIGHT
             batch.append(entry)
             size += entry.size
-        self._sent(batch)
+        self.in_flight += len(batch)
         return batch
 
     def _take_by_key(self, now: float, max_alerts: int, max_bytes: int) -> list[Entry]:
@@ -166,18 +166,17 @@ class PartitionLedger:
             batch.append(entry)  # alerts of one key in one batch keep their order in it
             size += entry.size
         self._ready.extendleft(reversed(held))
-        self._sent(batch)
-        return batch
-
-    def _sent(self, batch: list[Entry]) -> None:
         self.in_flight += len(batch)
         for entry in batch:
             key = _key_of(entry)
             if key is not None:
                 self._keys_in_flight[key] = self._keys_in_flight.get(key, 0) + 1
+        return batch
 
     def _answered(self, entry: Entry) -> None:
         self.in_flight -= 1
+        if not self._keys_in_flight:  # nothing taken by key
+            return
         key = _key_of(entry)
         if key is not None:
             left = self._keys_in_flight.get(key, 0) - 1

@@ -133,14 +133,12 @@ class Outputs:
         on_delivery: Callable,
     ) -> None:
         output = self.buffers[name]
-        kwargs = {}
-        if key is None:
-            kwargs["partition"] = input_partition % output.partitions
+        # -1 leaves a keyed record to the partitioner (same key, same partition).
+        partition = input_partition % output.partitions if key is None else -1
         while True:
             try:
-                output.producer.produce(
-                    output.buffer.topic, value=value, key=key, headers=headers, on_delivery=on_delivery, **kwargs
-                )
+                output.producer.produce(output.buffer.topic, value, key, partition,
+                                        on_delivery=on_delivery, headers=headers)
                 return
             except BufferError:
                 # librdkafka's local queue is full: serve delivery reports until it has room.

@@ -37,7 +37,7 @@ from alertsidecar.v1 import worker_pb2
 from .buffers import Buffer
 from .consumer import InputConsumer
 from .decoding import DecoderPool, schema_id_of
-from .dispatch import Batch, Completion, WorkerPool, describe_rpc_error
+from .dispatch import STREAM, Batch, Completion, ContractBroken, WorkerPool, describe_rpc_error
 from .exceptions import ConfigError, OutputFailed, WorkerError
 from .formats import AVRO_CONFLUENT, AVRO_OCF, JSON, accepted, content_type_for, sniff
 from .outputs_encoding import OutputEncoders
@@ -46,6 +46,7 @@ from .offsets import PartitionLedger, Record, Resolution, State
 from .outputs_encoding import EncodeError
 from .producer import Outputs
 from .retries import DEAD_LETTER, OUTPUT_SOURCE_HEADER, RetryPolicy, dead_letter
+from .wire import BatchEncoder
 
 log = logging.getLogger("alert_sidecar.stage")
 
@@ -108,6 +109,9 @@ class StageConfig:
     stats_file: Path | None = None
     schema_registry: str | None = None
     schema_dir: str | None = None
+    # How batches reach a gRPC worker: one ProcessStream call per worker
+    # ("stream"), or a ProcessBatch call per batch ("unary").
+    worker_call: str = STREAM
     # Processes that decode alerts for workers that ask for JSON. Decoding an
     # LSST-sized alert costs 1.1 to 1.6 ms (FACTS.md): one process caps a stage
     # near 600 alerts/s, so by default there is one per core.
@@ -135,7 +139,9 @@ class Stage:
         self._fields: tuple[str, ...] | None = None
         self._schema_texts: dict[int, str | None] = {}
         self.encoders = OutputEncoders(config.outputs, config.schema_registry, self.schemas)
-        self.pool = WorkerPool(config.workers, config.worker_timeout, self._check_description)
+        self.pool = WorkerPool(config.workers, config.worker_timeout, self._check_description, config.worker_call)
+        self._wire: dict[tuple[str, int], BatchEncoder] = {}
+        self._plain_default_output = False
         self.consumer = InputConsumer(config.input, config.group, config.start_from,
                                       {**config.kafka_config, "on_commit": self._on_commit})
         self.outputs = Outputs(config.outputs, config.kafka_config)
@@ -164,14 +170,22 @@ class Stage:
         partitions = self.consumer.check_reachable()
         self.outputs.prepare(config.create_topics, partitions)
         self.encoders.prepare()
-        self.pool.wait_healthy(config.worker_wait, self._still_waiting)
+        self._plain_default_output = self.encoders.get("") is None  # --out takes the bytes as they are
+        # Join the group while the worker starts: each takes about a second and
+        # neither needs the other. librdkafka joins in its own thread; the
+        # assignment is taken on the first fetch, once the worker is ready.
+        self.consumer.subscribe(self._on_assign, self._on_revoke, self._on_lost)
+        try:
+            self.pool.wait_healthy(config.worker_wait, self._still_waiting)
+        except BaseException:
+            self._close(drain=False)
+            raise
         if self._stop_requested:
             self._close(drain=False)
             return self.counters
         preferred = [w.description.preferred_batch_size for w in self.pool.workers if w.description]
         self._batch_size = min([config.batch_size, *[p for p in preferred if p > 0]])
         self.pool.start_watching()
-        self.consumer.subscribe(self._on_assign, self._on_revoke, self._on_lost)
         log.info(
             "stage started in=%s out=%s dead_letter=%s routes=%s group=%s workers=%s batch_size=%d",
             config.input, config.output, config.dead_letter,
@@ -215,6 +229,7 @@ class Stage:
         now = time.monotonic()
         if now >= self._next_commit:
             self._commit(asynchronous=True)
+            self.pool.expire(now)
             self._next_commit = now + self.config.commit_interval
         self._apply_backpressure()
         if now >= self._next_progress:
@@ -328,7 +343,12 @@ class Stage:
                     text = self._schema_text(schema_id)
                     if text is not None:
                         schemas[schema_id] = text
-        worker.send(batch, schemas)
+        ledger = batch.ledger
+        key = (ledger.topic, ledger.partition)
+        encoder = self._wire.get(key)
+        if encoder is None:
+            encoder = self._wire[key] = BatchEncoder(ledger.topic, ledger.partition)
+        worker.send(batch, encoder.encode(batch.id, _alert_fields(batch.entries), schemas))
 
     def _schema_text(self, schema_id: int) -> str | None:
         """The writer schema to hand the worker with raw Avro alerts; None if no source knows it.
@@ -465,19 +485,42 @@ class Stage:
             batch.ledger.give_back(batch.entries)
             self.counters.resent += len(batch.entries)
             return
-        if code == grpc.StatusCode.UNIMPLEMENTED or (
+        if isinstance(err, ContractBroken) or code == grpc.StatusCode.UNIMPLEMENTED or (
                 code == grpc.StatusCode.INTERNAL and "eserializ" in (err.details() or "")):
             raise WorkerError(
-                f"worker at {worker.address} broke the contract on ProcessBatch: {describe_rpc_error(err)}; "
-                "it must answer with an alertsidecar.v1.BatchResult"
+                f"worker at {worker.address} broke the contract on "
+                f"{'ProcessStream' if worker.call == STREAM else 'ProcessBatch'}: {describe_rpc_error(err)}; "
+                "it must answer each AlertBatch with one alertsidecar.v1.BatchResult of the same batch_id"
             )
         self._retry(batch.ledger, batch.entries, f"worker call failed: {describe_rpc_error(err)}")
 
     def _resolve(self, batch: Batch, result: worker_pb2.BatchResult) -> None:
-        worker = batch.worker
         self.counters.batches += 1
+        answers = result.results
+        if [answer.id for answer in answers] != batch.alert_ids:  # the usual case is one answer each, in order
+            answers = self._answers_by_id(batch, answers)
+        ledger = batch.ledger
+        retries = []
+        for entry, answer in zip(batch.entries, answers):
+            verdict = answer.verdict
+            if verdict == _OK:
+                ledger.resolve(entry, self._outputs_of(entry, answer))
+            elif verdict == _DEAD_LETTER:
+                reason = answer.error or "the worker answered DEAD_LETTER without saying why"
+                ledger.resolve(entry, dead_letter(entry, reason, self.config.group))
+            else:
+                # RETRY, and also UNSPECIFIED or a value this sidecar does not
+                # know: the contract says those mean RETRY, so nothing is lost.
+                entry.last_error = answer.error or f"the worker answered {_verdict_name(verdict)}"
+                retries.append(entry)
+        if retries:
+            self._retry(ledger, retries, None)
+
+    def _answers_by_id(self, batch: Batch, answers) -> list:
+        """The answers in the order of the batch's alerts, or WorkerError if they are not one per alert."""
+        worker = batch.worker
         by_id: dict[str, worker_pb2.AlertResult] = {}
-        for answer in result.results:
+        for answer in answers:
             if answer.id in by_id:
                 raise WorkerError(f"worker at {worker.address} answered alert {answer.id} twice in one batch; "
                                   "every alert needs exactly one AlertResult")
@@ -492,22 +535,7 @@ class Stage:
                 f"not sent {unknown[:3]}{'...' if len(unknown) > 3 else ''}); every alert needs exactly one "
                 "AlertResult with its id"
             )
-        ledger = batch.ledger
-        retries = []
-        for entry in batch.entries:
-            answer = by_id[entry.alert_id]
-            if answer.verdict == worker_pb2.VERDICT_OK:
-                ledger.resolve(entry, self._outputs_of(entry, answer))
-            elif answer.verdict == worker_pb2.VERDICT_DEAD_LETTER:
-                reason = answer.error or "the worker answered DEAD_LETTER without saying why"
-                ledger.resolve(entry, dead_letter(entry, reason, self.config.group))
-            else:
-                # RETRY, and also UNSPECIFIED or a value this sidecar does not
-                # know: the contract says those mean RETRY, so nothing is lost.
-                entry.last_error = answer.error or f"the worker answered {_verdict_name(answer.verdict)}"
-                retries.append(entry)
-        if retries:
-            self._retry(ledger, retries, None)
+        return [by_id[alert_id] for alert_id in batch.alert_ids]
 
     def _retry(self, ledger: PartitionLedger, entries: list, reason: str | None) -> None:
         policy = self.config.retry
@@ -531,8 +559,17 @@ class Stage:
     def _outputs_of(self, entry, answer: worker_pb2.AlertResult) -> Resolution:
         message = entry.message
         source = (OUTPUT_SOURCE_HEADER, entry.alert_id.encode())
+        outputs = answer.outputs
+        if len(outputs) == 1 and self._plain_default_output:
+            # The most common answer, a filter keeping its alert, without the
+            # general path's steps: the input record goes to --out as it is.
+            output = outputs[0]
+            if output.forward_input and not output.route and not output.headers:
+                headers = message.headers()
+                return Resolution([Record("", message.value(), message.key(), headers + [source] if headers
+                                          else [source])])
         records = []
-        for output in answer.outputs:
+        for output in outputs:
             route = output.route
             if route == DEAD_LETTER or route not in self.outputs.buffers:
                 reason = (f"the worker sent an output to route {route!r}, which is not bound to a buffer "
@@ -729,6 +766,7 @@ class Stage:
             raise ConfigError(f"worker at {address}: {self._plan(self._fixed_content_type)}")
 
 
+_OK, _DEAD_LETTER = worker_pb2.VERDICT_OK, worker_pb2.VERDICT_DEAD_LETTER
 PASS = "pass"  # give the worker the alert as it is
 DECODE = "decode"  # decode the alert to the JSON form for the worker
 
@@ -741,6 +779,20 @@ class Decoded:
     entries: list
     future: object
     generation: int  # of the decoder pool that took it
+
+
+def _alert_fields(entries: list):
+    """What wire.BatchEncoder writes of each alert: the contract's Alert fields, in its order."""
+    for entry in entries:
+        message = entry.message
+        timestamp_type, timestamp = message.timestamp()
+        payload = entry.payload
+        if payload is None:
+            value, content_type, source_content_type = message.value() or b"", entry.content_type, ""
+        else:  # decoded by the sidecar for this worker
+            value, content_type, source_content_type = payload, JSON, entry.content_type
+        yield (entry.alert_id, entry.offset, timestamp if timestamp_type else 0, message.key(), value, content_type,
+               message.headers(), entry.attempts, source_content_type, entry.schema_id)
 
 
 def _verdict_name(value: int) -> str:

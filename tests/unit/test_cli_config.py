@@ -85,3 +85,30 @@ def test_mistakes_are_one_line(captured, args, says):
 def test_config_file_errors(tmp_path):
     result = CliRunner().invoke(cli.run, ["--config", str(tmp_path / "missing.toml")])
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+@pytest.mark.parametrize("given, protocol, expected", [
+    ("localhost:50051", None, ["localhost:50051"]),
+    ("localhost:7000-7002", None, ["localhost:7000", "localhost:7001", "localhost:7002"]),
+    ("http://127.0.0.1:8080", None, ["http://127.0.0.1:8080"]),
+    ("http://127.0.0.1:8080-8081", None, ["http://127.0.0.1:8080", "http://127.0.0.1:8081"]),
+    ("127.0.0.1:8080", "connect", ["http://127.0.0.1:8080"]),
+])
+def test_worker_addresses_name_their_protocol(given, protocol, expected):
+    from alert_sidecar.cli import _expand_address
+
+    assert _expand_address(given, protocol) == expected
+
+
+@pytest.mark.parametrize("given, protocol, says", [
+    ("https://h:1", None, "only http://"),
+    ("http://h:1", "grpc", "--worker-protocol says grpc"),
+    ("h:9-3", None, "must go up"),
+    ("http://nohost", None, "is not HOST:PORT"),
+])
+def test_bad_worker_addresses_say_why(given, protocol, says):
+    from alert_sidecar.cli import _expand_address
+    from alert_sidecar.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match=says):
+        _expand_address(given, protocol)

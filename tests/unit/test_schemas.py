@@ -246,7 +246,7 @@ def test_sources_pickle_without_their_caches_and_work_after(tmp_path):
     chain.parsed(42)
     chain.parsed(1101)
     copy = pickle.loads(pickle.dumps(chain))
-    assert copy._parsed == {} and copy.sources[1]._registry is None and copy.sources[0]._texts == {}
+    assert copy._parsed == {} and copy.sources[1]._files is None and copy.sources[0]._texts == {}
     assert copy.parsed(42)["name"] == "test.Small"
     assert copy.parsed(1101)["name"] == "lsst.v11_1.alert"
     registry = copy.sources[2]

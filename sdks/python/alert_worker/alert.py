@@ -61,8 +61,8 @@ class Alert:
 
     @property
     def key(self) -> bytes | None:
-        """The Kafka record key, or None if the record has none (an empty key reads as None)."""
-        return self._message.key or None
+        """The Kafka record key, or None if the record has none (an empty key is ``b""``, as in Kafka)."""
+        return self._message.key if self._message.HasField("key") else None
 
     @property
     def value(self) -> bytes:

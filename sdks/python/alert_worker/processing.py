@@ -294,7 +294,7 @@ def result_from_proto(message: worker_pb2.AlertResult) -> Result:
         if produced.forward_input:
             outputs.append(Output.forward(headers=headers, route=produced.route))
         else:
-            outputs.append(Output(value=produced.value, key=produced.key or None,
+            outputs.append(Output(value=produced.value, key=produced.key if produced.HasField("key") else None,
                                   content_type=produced.content_type, headers=headers,
                                   route=produced.route))
     verdict = Verdict(message.verdict) if message.verdict else Verdict.RETRY

@@ -69,6 +69,7 @@ class _AlertWorkerService(worker_pb2_grpc.AlertWorkerServicer):
         self._stopping = False
         self._calls = 0  # alert calls in progress
         self._stream_inboxes: set[queue.SimpleQueue[Any]] = set()
+        self._threads: futures.ThreadPoolExecutor | None = None  # processes the batches of streams
 
     def Describe(self, request: worker_pb2.DescribeRequest,
                  context: grpc.ServicerContext) -> worker_pb2.WorkerDescription:
@@ -87,7 +88,12 @@ class _AlertWorkerService(worker_pb2_grpc.AlertWorkerServicer):
         # Batches are read by a thread of their own into an inbox, so that a
         # stopping server can end the stream between two batches instead of
         # waiting, blocked in a read, for a batch the sidecar may never send.
-        # Each batch is answered as soon as it is processed, in arrival order.
+        # The sidecar keeps several batches in flight on one stream (of
+        # different partitions, or of one with --ordering none): they are
+        # processed on the service's threads at once, as unary calls are, and
+        # each is answered as soon as it is done. That is what lets a worker
+        # that waits (on a catalogue, a database) serve more than one batch at
+        # a time; a worker that computes is still one core per process.
         inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         with self._lock:
             if self._stopping:
@@ -96,22 +102,42 @@ class _AlertWorkerService(worker_pb2_grpc.AlertWorkerServicer):
         threading.Thread(target=_read_stream, args=(request_iterator, inbox),
                          name="alert_worker-stream-reader", daemon=True).start()
         self._enter_call()
+        processing_now = 0
+        ending = None  # _END or _STOP once seen: answer what is being processed, then end
         try:
-            while True:
-                batch = inbox.get()
-                if batch is _END:
-                    return
-                if batch is _STOP:
-                    # Batches in flight after this point are not answered; the
-                    # sidecar sends them again, to this worker or another.
-                    context.set_code(grpc.StatusCode.UNAVAILABLE)
-                    context.set_details("the worker is shutting down")
-                    return
-                yield processing.process_batch(self._worker, batch)
+            while ending is None or processing_now:
+                item = inbox.get()
+                if item is _END or item is _STOP:
+                    ending = ending or item
+                elif isinstance(item, worker_pb2.BatchResult):
+                    processing_now -= 1
+                    yield item
+                elif isinstance(item, _Failed):
+                    raise item.error  # a bug of the SDK, not of the worker's code: stays loud
+                elif ending is None:
+                    processing_now += 1
+                    self._batch_threads().submit(self._process_into, item, inbox)
+                # A batch that arrives after _STOP is not answered; the sidecar
+                # sends it again, to this worker or another.
+            if ending is _STOP:
+                context.set_code(grpc.StatusCode.UNAVAILABLE)
+                context.set_details("the worker is shutting down")
         finally:
             with self._lock:
                 self._stream_inboxes.discard(inbox)
             self._exit_call()
+
+    def _process_into(self, batch: worker_pb2.AlertBatch, inbox: queue.SimpleQueue[Any]) -> None:
+        try:
+            inbox.put(processing.process_batch(self._worker, batch))
+        except BaseException as exc:  # noqa: BLE001 - handed to the stream's handler, which raises it
+            inbox.put(_Failed(exc))
+
+    def _batch_threads(self) -> futures.ThreadPoolExecutor:
+        with self._lock:
+            if self._threads is None:
+                self._threads = futures.ThreadPoolExecutor(DEFAULT_MAX_WORKERS, thread_name_prefix="alert_worker-batch")
+            return self._threads
 
     @contextlib.contextmanager
     def _call(self) -> Iterator[None]:
@@ -142,6 +168,13 @@ class _AlertWorkerService(worker_pb2_grpc.AlertWorkerServicer):
         """Wait until no alert call is in progress; False if ``timeout`` passed first."""
         with self._lock:
             return self._lock.wait_for(lambda: not self._calls, timeout)
+
+
+class _Failed:
+    """An exception raised while processing a stream's batch, on its way to the stream's handler."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
 
 
 def _read_stream(request_iterator: Iterator[worker_pb2.AlertBatch], inbox: queue.SimpleQueue[Any]) -> None:

@@ -1,6 +1,7 @@
 # The two commands a new user needs are `make demo` and `make test`.
-# Everything they need is installed here, into .venv, from PyPI; Kafka's jars
-# are fetched from Maven Central by `alert-sidecar kafka up` into a cache.
+# Everything they need is installed here: Python packages into .venv from PyPI;
+# Kafka's jars, gRPC-Java and Avro from Maven Central into caches; R and its
+# packages from Debian (sdks/r/r.mk, as root).
 
 PYTHON ?= python3
 VENV := .venv
@@ -8,6 +9,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: all setup demo test test-unit test-integration proto kafka-up kafka-down bench bench-quick clean
+
+# The Java SDK and examples (Maven), and the R SDK (R and its packages from Debian).
+include sdks/java/java.mk
+include sdks/r/r.mk
 
 all: test
 
@@ -26,7 +31,10 @@ proto: $(STAMP)
 demo: $(STAMP)
 	$(PY) examples/demo.py
 
-test: $(STAMP)
+# Everything: the Java SDK's JUnit tests, then every Python, integration and
+# conformance test (which start the Java and R workers built here; the R
+# package's testthat tests run from tests/integration/test_r_sdk.py).
+test: $(STAMP) java-test r-setup r-install
 	$(PY) -m pytest -q -ra
 
 test-unit: $(STAMP)
@@ -44,10 +52,10 @@ $(QUIX_VENV)/bin/python:
 
 # The comparison suite (raw confluent-kafka loop, Quix Streams, alert-sidecar)
 # on one local Kafka; the last line is one JSON object of the figures.
-bench-quick: $(STAMP) $(QUIX_VENV)/bin/python
+bench-quick: $(STAMP) $(QUIX_VENV)/bin/python java r-setup r-install
 	QUIX_PYTHON=$(abspath $(QUIX_VENV))/bin/python $(PY) bench/compare.py --quick
 
-bench: $(STAMP) $(QUIX_VENV)/bin/python
+bench: $(STAMP) $(QUIX_VENV)/bin/python java r-setup r-install
 	QUIX_PYTHON=$(abspath $(QUIX_VENV))/bin/python $(PY) bench/compare.py
 
 kafka-up: $(STAMP)
@@ -57,4 +65,6 @@ kafka-down: $(STAMP)
 	$(VENV)/bin/alert-sidecar kafka down
 
 clean:
-	rm -rf $(VENV) $(QUIX_VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(QUIX_VENV) .pytest_cache build *.egg-info .rlib sdks/r/inst/proto
+	-$(MVN) $(MVN_FLAGS) -q -f sdks/java/pom.xml clean
+	-$(MVN) $(MVN_FLAGS) -q -f examples/java/pom.xml clean

@@ -29,7 +29,7 @@ def _support(name: str) -> ModuleType:
     except ModuleNotFoundError as exc:
         if exc.name != f"tests.{name}":
             raise
-        pytest.skip(f"tests/{name}.py is missing: it says how to build and start that SDK's worker")
+        pytest.fail(f"tests/{name}.py is missing: it says how to build and start that SDK's worker")
 
 
 def _python_worker() -> tuple[list[str], list[str]]:

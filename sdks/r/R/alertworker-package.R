@@ -1,0 +1,15 @@
+#' alertworker: alert filters in R for alert-sidecar stages
+#'
+#' A stage of an alert pipeline is an `alert-sidecar` (which owns Kafka:
+#' offsets, retries, dead letters) and a worker that decides about alerts.
+#' This package makes an R function that worker: [serve()] (a filter of a
+#' batch of alerts as a data frame) or [serve_each()] (a filter of one
+#' alert), answering with `TRUE`/`FALSE` or the verdicts in [verdicts].
+#' [try_filter()] runs a filter on a file of alerts without Kafka.
+#'
+#' The contract is the repository's `proto/alertsidecar/v1/worker.proto`,
+#' read at run time (see [proto_dir()]); the worker serves it with the Connect
+#' protocol, which the sidecar speaks to R workers.
+#'
+#' @keywords internal
+"_PACKAGE"

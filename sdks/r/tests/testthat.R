@@ -1,0 +1,4 @@
+library(testthat)
+library(alertworker)
+
+test_check("alertworker")

@@ -16,7 +16,11 @@ output topic, reading from the beginning with its own consumer group:
    interpreter named by --quix-python (QUIX_PYTHON), because quixstreams 3.x
    pins confluent-kafka < 2.13 and the project needs a newer one; if
    quixstreams cannot be imported there, quix is recorded as missing, with why;
-3. sidecar: ``alert-sidecar --in ... --out ... -- python examples/python/passthrough.py``.
+3. sidecar: ``alert-sidecar --in ... --out ... -- python examples/python/passthrough.py``;
+4. java, r1, r4: the same sidecar with the Java no-op worker
+   (examples/java/passthrough), and with one and four R no-op worker
+   processes (examples/r/noop.R, over Connect, sent the JSON form of the
+   fields the example filter reads); --sdks chooses them.
 
 A contender is timed from its process start until its output topic holds as
 many records as the input (by watermarks): ``wall_s``. ``steady_s`` leaves
@@ -258,15 +262,46 @@ def quix_available(python: str) -> str | None:
     return None
 
 
-def sidecar_argv(bootstrap: str, source: str, sink: str, group: str, log_level: str = "warning") -> list[str]:
+def sidecar_argv(bootstrap: str, source: str, sink: str, group: str, log_level: str = "warning",
+                 worker: list[str] | None = None, extra: tuple[str, ...] = ()) -> list[str]:
     # Warnings only while timed: a progress line costs little, but the others contenders print nothing.
+    worker = worker or [sys.executable, str(ROOT / "examples" / "python" / "passthrough.py")]
     return [sys.executable, "-m", "alert_sidecar.cli", "--in", f"kafka://{bootstrap}/{source}",
-            "--out", f"kafka://{bootstrap}/{sink}", "--group", group, "--log-level", log_level,
-            "--", sys.executable, str(ROOT / "examples" / "python" / "passthrough.py")]
+            "--out", f"kafka://{bootstrap}/{sink}", "--group", group, "--log-level", log_level, *extra,
+            "--", *worker]
+
+
+def sdk_workers(wanted: list[str]) -> dict[str, tuple[list[str], tuple[str, ...]] | str]:
+    """The no-op worker of each SDK asked for: contender name -> (worker command, sidecar options), or why missing.
+
+    Java and R are built by their make targets (``make java``, ``make r-install``)
+    through the same helpers the tests use; a toolchain that is missing is
+    reported, not fatal, so the Python figures still come out.
+    """
+    sys.path.insert(0, str(ROOT))
+    workers: dict[str, tuple[list[str], tuple[str, ...]] | str] = {}
+    if "java" in wanted:
+        try:
+            from tests.java_support import PASSTHROUGH_WORKER, java_worker_command
+
+            workers["java"] = (java_worker_command(PASSTHROUGH_WORKER), ())
+        except Exception as exc:  # noqa: BLE001 - reported as the contender's result
+            workers["java"] = f"the Java no-op worker cannot be built: {exc}"
+    if "r" in wanted:
+        try:
+            from tests.r_support import r_worker_command
+
+            noop = r_worker_command(str(ROOT / "examples" / "r" / "noop.R"))
+            # R is single-threaded: one process, then four behind the same sidecar.
+            workers["r1"] = (noop, ("--worker-protocol", "connect"))
+            workers["r4"] = (noop, ("--worker-protocol", "connect", "--worker-processes", "4"))
+        except Exception as exc:  # noqa: BLE001
+            workers["r1"] = workers["r4"] = f"the R no-op worker cannot be installed: {exc}"
+    return workers
 
 
 def scenario(cluster: Cluster, size: str, count: int, quix_python: str, quix_missing: str | None,
-             logs: Path) -> dict:
+             logs: Path, sdks: dict) -> dict:
     run_id = uuid.uuid4().hex[:6]
     source = cluster.create(f"bench-{size}-{run_id}")
     say(f"[{size}] writing {count} alerts to {source}")
@@ -277,12 +312,20 @@ def scenario(cluster: Cluster, size: str, count: int, quix_python: str, quix_mis
         "quix": lambda sink, group: [quix_python, "-c", QUIX_STAGE, bootstrap, source, sink, group],
         "sidecar": lambda sink, group: sidecar_argv(bootstrap, source, sink, group),
     }
+    missing = {"quix": quix_missing} if quix_missing else {}
+    for name, worker in sdks.items():
+        if isinstance(worker, str):
+            missing[name] = worker
+        else:
+            contenders[name] = lambda sink, group, w=worker: sidecar_argv(bootstrap, source, sink, group,
+                                                                         worker=w[0], extra=w[1])
     results, topics = {}, [source]
-    for name, argv in contenders.items():
-        if name == "quix" and quix_missing:
-            results[name] = {"ok": False, "missing": quix_missing}
-            say(f"[{size}] quix: missing: {quix_missing}")
+    for name in [*contenders, *(m for m in missing if m not in contenders)]:
+        if name in missing:
+            results[name] = {"ok": False, "missing": missing[name]}
+            say(f"[{size}] {name}: missing: {missing[name]}")
             continue
+        argv = contenders[name]
         sink = cluster.create(f"{source}-{name}")
         topics.append(sink)
         say(f"[{size}] {name}: copying {count} alerts")
@@ -290,6 +333,10 @@ def scenario(cluster: Cluster, size: str, count: int, quix_python: str, quix_mis
         say(f"[{size}] {name}: {results[name]}")
     cluster.delete(topics)
     rate = {name: r.get("alerts_per_s") if r.get("ok") else None for name, r in results.items()}
+
+    def ratio(a: str, b: str) -> float | None:
+        return round(rate[a] / rate[b], 3) if rate.get(a) and rate.get(b) else None
+
     return {
         "scenario": size,
         "alerts": count,
@@ -300,6 +347,14 @@ def scenario(cluster: Cluster, size: str, count: int, quix_python: str, quix_mis
         # The sidecar's rate as a share of each peer's: 1.0 is as fast, above 1 faster.
         "ratio_raw": round(rate["sidecar"] / rate["raw"], 3) if rate["sidecar"] and rate["raw"] else None,
         "ratio_quix": round(rate["sidecar"] / rate["quix"], 3) if rate["sidecar"] and rate["quix"] else None,
+        # The other SDKs' no-op workers behind the same sidecar (R's are sent the
+        # JSON form, decoded by the sidecar, which the others are not).
+        "java_alerts_per_s": rate.get("java"),
+        "r1_alerts_per_s": rate.get("r1"),
+        "r4_alerts_per_s": rate.get("r4"),
+        "ratio_java_python": ratio("java", "sidecar"),
+        "ratio_r4_r1": ratio("r4", "r1"),
+        "ratio_r4_python": ratio("r4", "sidecar"),
         "contenders": results,
     }
 
@@ -356,7 +411,9 @@ def table(summaries: list[dict]) -> str:
             else:
                 lines.append(f"{head} {r['wall_s']:>7} {r['alerts_per_s']:>9} {r['steady_s'] or '-':>8} "
                              f"{r['steady_alerts_per_s'] or '-':>9} {r['peak_rss_mb'] or '-':>7}")
-        lines.append(f"{'':<8} sidecar/raw {summary['ratio_raw']}, sidecar/quix {summary['ratio_quix']}")
+        lines.append(f"{'':<8} sidecar/raw {summary['ratio_raw']}, sidecar/quix {summary['ratio_quix']}, "
+                     f"java/python {summary['ratio_java_python']}, r4/r1 {summary['ratio_r4_r1']}, "
+                     f"r4/python {summary['ratio_r4_python']}")
     return "\n".join(lines)
 
 
@@ -369,6 +426,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst", type=int, help="alerts in the peak-memory burst; 0 to skip")
     parser.add_argument("--quix-python", default=os.environ.get("QUIX_PYTHON", sys.executable),
                         help="interpreter with quixstreams installed [default: $QUIX_PYTHON, else this one]")
+    parser.add_argument("--sdks", default="java,r",
+                        help="other SDKs whose no-op worker runs behind the sidecar too, comma-separated "
+                             "(java, r; empty for none) [default: java,r]")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where to write the JSON figures")
     args = parser.parse_args(argv)
     sizes = dict(QUICK if args.quick else FULL)
@@ -377,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
             sizes[key] = getattr(args, key)
 
     quix_missing = quix_available(args.quix_python)
+    sdks = sdk_workers([name for name in args.sdks.split(",") if name])
     with tempfile.TemporaryDirectory(prefix="alert-sidecar-bench-") as tmp:
         logs = Path(tmp)
         local = None
@@ -387,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
             bootstrap = local.up()
         cluster = Cluster(bootstrap)
         try:
-            summaries = [scenario(cluster, size, sizes[size], args.quix_python, quix_missing, logs)
+            summaries = [scenario(cluster, size, sizes[size], args.quix_python, quix_missing, logs, sdks)
                          for size in ("small", "lsst") if sizes[size]]
             visit = visit_latency(cluster, "lsst", sizes["visit"], logs) if sizes["visit"] else None
             burst = burst_memory(cluster, sizes["burst"], logs) if sizes["burst"] else None

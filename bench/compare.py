@@ -61,6 +61,10 @@ PARTITIONS = 4
 QUICK = {"small": 20_000, "lsst": 3_000, "visit": 2_000, "burst": 0}
 FULL = {"small": 100_000, "lsst": 20_000, "visit": 10_000, "burst": 40_000}
 
+# Alerts the R contenders are timed on in the quick suite (of the scenario's),
+# so that it stays under 3 minutes.
+R_QUICK_ALERTS = 3_000
+
 # A contender that has not copied the topic in this long is stuck, not slow:
 # the slowest expected rate here is a few hundred alerts/s.
 CONTENDER_TIMEOUT_S = 600.0
@@ -301,7 +305,7 @@ def sdk_workers(wanted: list[str]) -> dict[str, tuple[list[str], tuple[str, ...]
 
 
 def scenario(cluster: Cluster, size: str, count: int, quix_python: str, quix_missing: str | None,
-             logs: Path, sdks: dict) -> dict:
+             logs: Path, sdks: dict, r_limit: int = 0) -> dict:
     run_id = uuid.uuid4().hex[:6]
     source = cluster.create(f"bench-{size}-{run_id}")
     say(f"[{size}] writing {count} alerts to {source}")
@@ -329,7 +333,11 @@ def scenario(cluster: Cluster, size: str, count: int, quix_python: str, quix_mis
         sink = cluster.create(f"{source}-{name}")
         topics.append(sink)
         say(f"[{size}] {name}: copying {count} alerts")
-        results[name] = run_contender(cluster, name, argv(sink, f"bench-{name}-{run_id}"), source, sink, count, logs)
+        # R moves a few hundred alerts a second (the sidecar decodes each to JSON
+        # for it): in the quick suite it is timed on the first alerts only.
+        expected = min(count, r_limit) if name in ("r1", "r4") and r_limit else count
+        results[name] = run_contender(cluster, name, argv(sink, f"bench-{name}-{run_id}"), source, sink, expected,
+                                      logs)
         say(f"[{size}] {name}: {results[name]}")
     cluster.delete(topics)
     rate = {name: r.get("alerts_per_s") if r.get("ok") else None for name, r in results.items()}
@@ -448,7 +456,8 @@ def main(argv: list[str] | None = None) -> int:
             bootstrap = local.up()
         cluster = Cluster(bootstrap)
         try:
-            summaries = [scenario(cluster, size, sizes[size], args.quix_python, quix_missing, logs, sdks)
+            summaries = [scenario(cluster, size, sizes[size], args.quix_python, quix_missing, logs, sdks,
+                                  r_limit=R_QUICK_ALERTS if args.quick else 0)
                          for size in ("small", "lsst") if sizes[size]]
             visit = visit_latency(cluster, "lsst", sizes["visit"], logs) if sizes["visit"] else None
             burst = burst_memory(cluster, sizes["burst"], logs) if sizes["burst"] else None
@@ -457,7 +466,8 @@ def main(argv: list[str] | None = None) -> int:
             if local is not None:
                 local.down()
 
-    print(table(summaries))
+    if summaries:
+        print(table(summaries))
     if visit:
         print(f"visit: {visit['alerts']} lsst alerts through the sidecar, {visit['out_alerts']} out, "
               f"p50 {visit['p50_ms']} ms, p99 {visit['p99_ms']} ms, max {visit['max_ms']} ms, "
@@ -465,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     if burst:
         print(f"burst: {sizes['burst']} lsst alerts through the sidecar in {burst.get('wall_s')} s, "
               f"peak RSS {burst.get('peak_rss_mb')} MB")
-    summary = dict(summaries[-1])
+    summary = dict(summaries[-1]) if summaries else {"scenario": None}
     for nested in summaries[:-1]:
         summary[nested["scenario"]] = nested
     summary["suite"] = "quick" if args.quick else "full"

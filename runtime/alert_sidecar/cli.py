@@ -118,7 +118,7 @@ topic missing; 4 worker unreachable, incompatible or broke the contract;
               help="Most batches in flight per worker.")
 @click.option("--max-buffered", type=click.IntRange(1), default=20000, show_default=True,
               help="Alerts held in memory before fetching pauses.")
-@click.option("--max-buffered-mb", type=click.IntRange(1), default=256, show_default=True,
+@click.option("--max-buffered-mb", type=click.IntRange(1), default=128, show_default=True,
               help="Megabytes of alerts held in memory before fetching pauses.")
 @click.option("--max-retries", type=click.IntRange(0), default=5, show_default=True,
               help="Retries of an alert answered RETRY before it is dead-lettered.")

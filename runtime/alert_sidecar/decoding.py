@@ -18,8 +18,11 @@ import base64
 import functools
 import io
 import json
+import os
 import signal
 import struct
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -159,13 +162,42 @@ class Converted:
 _SOURCE = None  # the schema source of a decoder process, set once by _init
 
 
-def _init(source) -> None:
+def _init(source, sidecar_pid: int) -> None:
     global _SOURCE
     _SOURCE = source
     # Ctrl-C reaches every process of the terminal's process group: the
     # sidecar decides when its decoders stop, after draining, not the signal.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    threading.Thread(target=_end_with_the_sidecar, args=(sidecar_pid,), name="sidecar-watch", daemon=True).start()
+
+
+# How often a decoder checks that its sidecar still runs.
+SIDECAR_WATCH_INTERVAL_S = 1.0
+
+
+def _end_with_the_sidecar(sidecar_pid: int) -> None:
+    """End this decoder, and the fork server that started it, once the sidecar has ended.
+
+    A decoder ignores SIGTERM (above), and multiprocessing's fork server (its
+    parent) does not notice a sidecar killed with SIGKILL: without this both
+    would outlive it. Each sidecar has a fork server of its own.
+    """
+    while True:
+        time.sleep(SIDECAR_WATCH_INTERVAL_S)
+        try:
+            os.kill(sidecar_pid, 0)
+        except ProcessLookupError:
+            break
+        except PermissionError:  # a process of another user took the pid: the sidecar is gone
+            break
+    fork_server = os.getppid()
+    if fork_server not in (1, sidecar_pid):
+        try:
+            os.kill(fork_server, signal.SIGKILL)
+        except OSError:
+            pass
+    os._exit(0)
 
 
 def convert_batch(values: list[bytes], content_types: list[str], fields: tuple[str, ...] | None,
@@ -204,7 +236,7 @@ class DecoderPool:
             # which a plain fork would copy in an unknown state.
             context = multiprocessing.get_context("forkserver")
             self._pool = ProcessPoolExecutor(self.processes, mp_context=context, initializer=_init,
-                                             initargs=(self._source,))
+                                             initargs=(self._source, os.getpid()))
 
     def restart(self, generation: int | None = None) -> None:
         """Start a new pool after one of its processes died (its batches are failed, not lost).

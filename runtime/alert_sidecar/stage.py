@@ -94,9 +94,13 @@ class StageConfig:
     # finished prefix of a partition is ever committed.
     ordering: str = "partition"
     # What the stage may hold before it pauses fetching: a 40,000-alert peak
-    # visit of ~100 KB alerts would be 4 GB; 256 MB keeps memory flat.
+    # visit of ~100 KB alerts would be 4 GB. 128 MB is about 2,000 LSST-sized
+    # alerts, more than a second of work for a stage, and keeps the sidecar
+    # under 500 MB on a peak visit: each held alert is also in librdkafka's
+    # producer queue until acknowledged, and in the batch being sent
+    # (make bench measured 495 MB of peak RSS with 256 MB).
     max_buffered_alerts: int = 20000
-    max_buffered_bytes: int = 256 * 1024 * 1024
+    max_buffered_bytes: int = 128 * 1024 * 1024
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     worker_timeout: float = 30.0
     worker_wait: float = 30.0

@@ -126,3 +126,45 @@ def test_output_encoding_to_avro(tmp_path):
         encoder.encode(b'{"diaSourceId": "not a number"}', JSON)
     with pytest.raises(EncodeError, match="neither JSON nor Avro"):
         encoder.encode(b"\x01\x02", "application/octet-stream")
+
+
+def test_decoders_end_with_a_sidecar_killed_without_warning(tmp_path):
+    """SIGKILL leaves no time to stop the pool; the decoders (which ignore SIGTERM) must still go."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "sidecar.py"
+    script.write_text(
+        "import time\n"
+        "from alert_sidecar.decoding import DecoderPool\n"
+        "from alert_sidecar.schemas import schema_source\n"
+        "if __name__ == '__main__':\n"
+        "    pool = DecoderPool(2, schema_source(None, None))\n"
+        "    pool.submit([b'{}'], ['application/json'], None).result(60)\n"
+        "    print(' '.join(str(p) for p in pool._pool._processes), flush=True)\n"
+        "    time.sleep(600)\n")
+    sidecar = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        decoders = [int(p) for p in sidecar.stdout.readline().split()]
+        assert decoders and all(_alive(p) for p in decoders)
+    finally:
+        sidecar.send_signal(signal.SIGKILL)
+        sidecar.wait(10)
+    deadline = time.monotonic() + 15
+    while any(_alive(p) for p in decoders) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [p for p in decoders if _alive(p)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"decoder processes {left} outlived their sidecar"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False

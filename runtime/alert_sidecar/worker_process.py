@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -47,8 +49,13 @@ class WorkerProcess:
 
     def start(self) -> None:
         env = {**os.environ, PORT_ENV: str(self.port)}
+        if shutil.which(self.command[0], path=env.get("PATH")) is None:
+            raise WorkerError(f"cannot start worker command {' '.join(self.command)!r}: "
+                              f"{self.command[0]!r} is not an executable file or on PATH")
+        # Through worker_guard, which ends the worker if this sidecar is killed without warning.
+        guarded = [sys.executable, "-m", "alert_sidecar.worker_guard", str(os.getpid()), *self.command]
         try:
-            self.popen = subprocess.Popen(self.command, env=env, start_new_session=True)
+            self.popen = subprocess.Popen(guarded, env=env, start_new_session=True)
         except OSError as exc:
             raise WorkerError(f"cannot start worker command {' '.join(self.command)!r}: {exc.strerror}") from None
         self.started_at = time.monotonic()

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from .stage_support import SIDECAR, free_port, produce_alerts, read_topic
+from .stage_support import ROOT, SIDECAR, free_port, produce_alerts, read_topic
 
 pytestmark = pytest.mark.kafka
 
@@ -139,3 +141,40 @@ def test_help_documents_every_option():
             assert opt in result.stdout, f"{opt} missing from --help"
         assert option.help, f"{option.opts[0]} has no help text"
     assert "alert-sidecar kafka up" in result.stdout
+
+
+def test_workers_end_with_a_sidecar_killed_without_warning(kafka_bootstrap, new_topic, procs):
+    """SIGKILL gives the sidecar no time to stop the workers it started; they must not outlive it."""
+    source = new_topic()
+    sidecar = procs.sidecar("--in", f"kafka://{kafka_bootstrap}/{source}", "--out",
+                            f"kafka://{kafka_bootstrap}/{source}-o", "--worker-processes", "2", "--",
+                            sys.executable, str(ROOT / "examples" / "python" / "passthrough.py"))
+    sidecar.wait_for_line("stage started", 60)
+    workers = _descendants(sidecar.popen.pid)
+    # Each worker runs under its guard (worker_guard.py), whose command line names the worker too.
+    assert len([p for p in workers if "passthrough.py" in _cmdline(p) and "worker_guard" not in _cmdline(p)]) == 2
+    sidecar.signal(signal.SIGKILL)
+    sidecar.wait(10)
+    deadline = time.monotonic() + 15
+    while any(_cmdline(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [p for p in workers if _cmdline(p)], "worker processes outlived their sidecar"
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").iterdir():
+            children = [int(c) for c in (task / "children").read_text().split()]
+            found += children
+            todo += children
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    """The process's command line; empty once it has ended (a zombie has none)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""

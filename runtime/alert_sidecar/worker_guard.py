@@ -36,7 +36,8 @@ def main(argv: list[str]) -> int:
     # worker decides when it has drained, and the guard waits for it.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    worker = subprocess.Popen(command, preexec_fn=_default_signals)  # noqa: PLW1509 - single-threaded here
+    guard = os.getpid()
+    worker = subprocess.Popen(command, preexec_fn=lambda: _prepare_worker(guard))  # noqa: PLW1509 - one thread here
     while True:
         try:
             code = worker.wait(WATCH_INTERVAL_S)
@@ -56,10 +57,24 @@ def main(argv: list[str]) -> int:
     return code if code >= 0 else 128 - code
 
 
-def _default_signals() -> None:
+# prctl(2): the signal the kernel sends a process when its parent ends.
+_PR_SET_PDEATHSIG = 1
+
+
+def _prepare_worker(guard: int) -> None:
     # The worker gets SIGTERM and SIGINT as if the sidecar had started it itself.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    # And ends if the guard itself is killed, rather than keep a port that the
+    # worker the sidecar starts next needs. Linux only, kept across exec.
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != guard:  # the guard ended before the request was made
+        os._exit(1)
 
 
 if __name__ == "__main__":

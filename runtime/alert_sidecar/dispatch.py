@@ -169,15 +169,9 @@ class WorkerClient:
             return self._stub.Describe(request, timeout=HEALTH_CHECK_TIMEOUT_S * 5)
         except grpc.RpcError as err:
             if err.code() == grpc.StatusCode.UNIMPLEMENTED:
-                raise WorkerError(
-                    f"worker at {self.address} does not implement alertsidecar.v1.AlertWorker "
-                    "(Describe is unimplemented): is this an alert-sidecar worker?"
-                ) from None
+                raise _not_a_worker(self.address) from None
             if err.code() == grpc.StatusCode.INTERNAL and "eserializ" in (err.details() or ""):
-                raise WorkerError(
-                    f"worker at {self.address} answered Describe with something that is not a "
-                    f"WorkerDescription ({err.details()}); is it built against proto/alertsidecar/v1?"
-                ) from None
+                raise _not_a_description(self.address, err.details()) from None
             raise
 
     def mark_healthy(self, description: worker_pb2.WorkerDescription) -> None:
@@ -345,15 +339,12 @@ class ConnectWorkerClient(WorkerClient):
             answer = self._channel.call(_DESCRIBE, request.SerializeToString(), HEALTH_CHECK_TIMEOUT_S * 5)
         except ConnectError as err:
             if err.code == "unimplemented":
-                raise WorkerError(
-                    f"worker at {self.address} does not implement alertsidecar.v1.AlertWorker "
-                    "(Describe is unimplemented): is this an alert-sidecar worker?") from None
+                raise _not_a_worker(self.address) from None
             raise CallFailed(_CONNECT_CODES.get(err.code, grpc.StatusCode.UNKNOWN), err.message) from None
         try:
             return worker_pb2.WorkerDescription.FromString(answer)
         except DecodeError as exc:
-            raise WorkerError(f"worker at {self.address} answered Describe with something that is not a "
-                              f"WorkerDescription ({exc}); is it built against proto/alertsidecar/v1?") from None
+            raise _not_a_description(self.address, str(exc)) from None
 
     def send(self, batch: Batch, request: bytes) -> None:
         batch.worker = self
@@ -393,6 +384,16 @@ def _completion(batch: Batch, future: grpc.Future) -> Completion:
         return Completion(batch, error=err)
     except grpc.FutureCancelledError:
         return Completion(batch, error=CallFailed(grpc.StatusCode.CANCELLED, "call cancelled"))
+
+
+def _not_a_worker(address: str) -> WorkerError:
+    return WorkerError(f"worker at {address} does not implement alertsidecar.v1.AlertWorker "
+                       "(Describe is unimplemented): is this an alert-sidecar worker?")
+
+
+def _not_a_description(address: str, detail: str) -> WorkerError:
+    return WorkerError(f"worker at {address} answered Describe with something that is not a "
+                       f"WorkerDescription ({detail}); is it built against proto/alertsidecar/v1?")
 
 
 def _explain_unreachable(err: grpc.RpcError) -> str:

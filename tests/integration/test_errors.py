@@ -178,3 +178,62 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except (FileNotFoundError, ProcessLookupError):
         return ""
+
+
+def test_a_server_that_is_healthy_but_no_alert_worker_is_refused(kafka_bootstrap, new_topic):
+    """Something else on the port (here a bare gRPC health service) is named as such, exit 4."""
+    from concurrent import futures
+
+    import grpc
+    from grpc_health.v1 import health, health_pb2_grpc
+
+    source = new_topic()
+    server = grpc.server(futures.ThreadPoolExecutor(2))
+    health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        result = run_sidecar("--in", f"kafka://{kafka_bootstrap}/{source}", "--out",
+                             f"kafka://{kafka_bootstrap}/{source}-o", "--worker", f"127.0.0.1:{port}")
+    finally:
+        server.stop(0)
+    assert_one_clear_line(result, 4, f"worker at 127.0.0.1:{port}", "does not implement alertsidecar.v1.AlertWorker")
+
+
+@pytest.mark.parametrize("describe, says", [
+    (None, "does not implement alertsidecar.v1.AlertWorker"),
+    (b"\xff\xff\xff", "is not a WorkerDescription"),
+])
+def test_a_connect_server_that_is_no_alert_worker_is_refused(kafka_bootstrap, new_topic, describe, says):
+    """An HTTP server that answers the health check but not Describe (or not with a description), exit 4."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's name
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if self.path == "/grpc.health.v1.Health/Check":
+                body, status = b"\x08\x01", 200  # HealthCheckResponse{status: SERVING}
+            elif describe is not None:
+                body, status = describe, 200
+            else:
+                body, status = b"", 404
+            self.send_response(status)
+            self.send_header("Content-Type", "application/proto")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    source = new_topic()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    address = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        result = run_sidecar("--in", f"kafka://{kafka_bootstrap}/{source}", "--out",
+                             f"kafka://{kafka_bootstrap}/{source}-o", "--worker", address)
+    finally:
+        server.shutdown()
+    assert_one_clear_line(result, 4, f"worker at {address}", says)

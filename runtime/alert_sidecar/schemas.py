@@ -55,6 +55,8 @@ from typing import Any
 import fastavro
 import fastavro.schema
 
+from alert_worker.codecs import rubin_schema_files
+
 from .exceptions import (  # the schema errors are raised here; they live with the others
     ConfigError,
     InvalidSchemaError,
@@ -188,6 +190,7 @@ class RubinSchemas(SchemaSource):
         with self._lock:
             if self._files is None:
                 try:
+                    import lsst.alert.packet  # noqa: F401 - the package itself, not only its schema module
                     from lsst.alert.packet.schema import get_schema_root
                 except ImportError:
                     missing = "the lsst-alert-packet package is not installed: pip install lsst-alert-packet"
@@ -196,24 +199,6 @@ class RubinSchemas(SchemaSource):
                     raise UnknownSchemaError(schema_id, "Rubin's schemas", missing) from None
                 self._files = rubin_schema_files(get_schema_root())
             return self._files
-
-
-_RUBIN_SCHEMA_FILE = re.compile(r"lsst\.v(\d+)_(\d+)\.alert\.avsc")
-
-
-def rubin_schema_files(root: str) -> dict[int, str]:
-    """Rubin's id of each top-level alert schema under ``root`` -> its file.
-
-    The id is lsst-alert-packet's own rule (``Schema.get_schema_id``): the
-    major version, then the minor on two digits.
-    """
-    files = {}
-    for folder, _dirs, names in os.walk(root):
-        for name in names:
-            match = _RUBIN_SCHEMA_FILE.fullmatch(name)
-            if match:
-                files[int(match.group(1)) * 100 + int(match.group(2))] = os.path.join(folder, name)
-    return files
 
 
 def plain_schema(schema: Any) -> Any:

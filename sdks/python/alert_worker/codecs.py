@@ -35,6 +35,8 @@ import decimal
 import io
 import json
 import math
+import os
+import re
 import struct
 import threading
 import uuid
@@ -389,13 +391,15 @@ class RubinSchemaResolver:
     """Rubin's schema registry, from the ``lsst-alert-packet`` package.
 
     Rubin's ids encode the schema version: 701 is 7.1, 1101 is 11.1. The
-    package is imported, and its schemas loaded, on the first call (about 0.7 s
-    for every version); each parsed schema is kept for the life of the process.
+    package's schema files are indexed by name on the first call and only the
+    schema asked for is read (the package's own ``SchemaRegistry`` reads every
+    version, 0.3 s or more before a worker's first alert); each parsed schema
+    is kept for the life of the process.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._registry: Any = None
+        self._files: dict[int, str] | None = None
         self._parsed: dict[int, Any] = {}
 
     def schema(self, schema_id: int) -> Any:
@@ -405,40 +409,62 @@ class RubinSchemaResolver:
         with self._lock:
             parsed = self._parsed.get(schema_id)
             if parsed is None:
-                registry = self._load()
-                if schema_id not in registry.known_ids:
-                    known = ", ".join(str(i) for i in sorted(registry.known_ids))
+                files = self._index()
+                if schema_id not in files:
+                    known = ", ".join(str(i) for i in sorted(files))
                     raise UnknownSchemaError(
                         f"schema id {schema_id} is not a Rubin schema known to lsst-alert-packet "
                         f"{_package_version()} (known ids: {known}): upgrade lsst-alert-packet, "
                         f"or give the worker a schema_resolver that knows it")
-                parsed = fastavro.parse_schema(registry.get_by_id(schema_id).definition)
+                from lsst.alert.packet import Schema  # imported by _index already
+
+                parsed = fastavro.parse_schema(Schema.from_file(files[schema_id]).definition)
                 self._parsed[schema_id] = parsed
         return parsed
 
     def schema_id(self, version: str) -> int:
         """The registry id of a schema version such as ``"7.1"``."""
         with self._lock:
-            registry = self._load()
-        try:
-            return int(registry.get_by_version(version).get_schema_id())
-        except KeyError:
-            known = ", ".join(sorted(registry.known_versions, key=_version_key))
-            raise UnknownSchemaError(
-                f"{version!r} is not a Rubin schema version known to lsst-alert-packet "
-                f"{_package_version()} (known: {known})") from None
+            files = self._index()
+        major, _, minor = version.partition(".")
+        if major.isdigit() and minor.isdigit() and rubin_schema_id(int(major), int(minor)) in files:
+            return rubin_schema_id(int(major), int(minor))
+        known = ", ".join(f"{i // 100}.{i % 100}" for i in sorted(files))
+        raise UnknownSchemaError(
+            f"{version!r} is not a Rubin schema version known to lsst-alert-packet "
+            f"{_package_version()} (known: {known})")
 
-    def _load(self) -> Any:
-        if self._registry is None:
+    def _index(self) -> dict[int, str]:
+        if self._files is None:
             try:
-                from lsst.alert.packet import SchemaRegistry
+                import lsst.alert.packet  # noqa: F401 - the package itself, not only its schema module
+                from lsst.alert.packet.schema import get_schema_root
             except ImportError as exc:
                 raise MissingDependencyError(
                     "decoding Rubin alerts (application/vnd.apache.avro+confluent) needs the "
                     "lsst-alert-packet package, which is not installed: pip install lsst-alert-packet, "
                     "or give the worker a schema_resolver") from exc
-            self._registry = SchemaRegistry.all_schemas_from_filesystem()
-        return self._registry
+            self._files = rubin_schema_files(get_schema_root())
+        return self._files
+
+
+_RUBIN_SCHEMA_FILE = re.compile(r"lsst\.v(\d+)_(\d+)\.alert\.avsc")
+
+
+def rubin_schema_id(major: int, minor: int) -> int:
+    """Rubin's id of schema version major.minor, by lsst-alert-packet's rule (``Schema.get_schema_id``)."""
+    return major * 100 + minor
+
+
+def rubin_schema_files(root: str) -> dict[int, str]:
+    """Rubin's id of each top-level alert schema under ``root`` (lsst-alert-packet's schema folder) -> its file."""
+    files = {}
+    for folder, _dirs, names in os.walk(root):
+        for name in names:
+            match = _RUBIN_SCHEMA_FILE.fullmatch(name)
+            if match:
+                files[rubin_schema_id(int(match.group(1)), int(match.group(2)))] = os.path.join(folder, name)
+    return files
 
 
 def _package_version() -> str:
@@ -448,10 +474,6 @@ def _package_version() -> str:
         return version("lsst-alert-packet")
     except PackageNotFoundError:
         return "(version unknown)"
-
-
-def _version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in version.split(".") if part.isdigit())
 
 
 _rubin_resolver: RubinSchemaResolver | None = None

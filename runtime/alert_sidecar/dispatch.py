@@ -17,6 +17,7 @@ import logging
 import queue
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from alertsidecar.v1 import worker_pb2, worker_pb2_grpc
 
+from .connect import ConnectChannel, ConnectError, health_check
 from .exceptions import SidecarError, WorkerError
 
 log = logging.getLogger("alert_sidecar.dispatch")
@@ -158,8 +160,12 @@ class WorkerClient:
         except grpc.RpcError as err:
             self.last_problem = _explain_unreachable(err)
             return False
-        if answer.status != health_pb2.HealthCheckResponse.SERVING:
-            self.last_problem = f"health is {health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)}"
+        return self._serving(answer.status)
+
+    def _serving(self, status: int) -> bool:
+        """Whether a health answer says SERVING; why not, remembered, when it does not."""
+        if status != health_pb2.HealthCheckResponse.SERVING:
+            self.last_problem = f"health is {health_pb2.HealthCheckResponse.ServingStatus.Name(status)}"
             return False
         return True
 
@@ -305,17 +311,11 @@ class ConnectWorkerClient(WorkerClient):
     """
 
     def __post_init__(self) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        from .connect import ConnectChannel
-
         self.call = UNARY
         self._channel = ConnectChannel(self.address)
         self._calls = ThreadPoolExecutor(CONNECT_CALL_THREADS, thread_name_prefix="connect-call")
 
     def probe(self) -> bool:
-        from .connect import ConnectError, health_check
-
         try:
             status = health_check(self._channel, HEALTH_CHECK_TIMEOUT_S)
         except ConnectError as err:
@@ -326,14 +326,9 @@ class ConnectWorkerClient(WorkerClient):
             else:
                 self.last_problem = str(err)
             return False
-        if status != health_pb2.HealthCheckResponse.SERVING:
-            self.last_problem = f"health is {health_pb2.HealthCheckResponse.ServingStatus.Name(status)}"
-            return False
-        return True
+        return self._serving(status)
 
     def describe(self) -> worker_pb2.WorkerDescription:
-        from .connect import ConnectError
-
         request = worker_pb2.DescribeRequest(sidecar_protocol_version=worker_pb2.PROTOCOL_VERSION_1)
         try:
             answer = self._channel.call(_DESCRIBE, request.SerializeToString(), HEALTH_CHECK_TIMEOUT_S * 5)
@@ -356,8 +351,6 @@ class ConnectWorkerClient(WorkerClient):
         self._calls.submit(self._process_batch_call, batch, request)
 
     def _process_batch_call(self, batch: Batch, request: bytes) -> None:
-        from .connect import ConnectError
-
         try:
             answer = self._channel.call(_PROCESS_BATCH, request, self.call_timeout)
             completion = Completion(batch, result=worker_pb2.BatchResult.FromString(answer))

@@ -37,7 +37,7 @@ from alertsidecar.v1 import worker_pb2
 from .buffers import Buffer
 from .consumer import InputConsumer
 from .decoding import DecoderPool, schema_id_of
-from .dispatch import STREAM, Batch, Completion, ContractBroken, WorkerPool, describe_rpc_error
+from .dispatch import STREAM, Batch, ContractBroken, WorkerPool, describe_rpc_error
 from .exceptions import ConfigError, OutputFailed, WorkerError
 from .formats import AVRO_CONFLUENT, AVRO_OCF, JSON, accepted, content_type_for, sniff
 from .outputs_encoding import OutputEncoders

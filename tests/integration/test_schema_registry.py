@@ -16,7 +16,6 @@ import struct
 import time
 import urllib.request
 import uuid
-from pathlib import Path
 
 import fastavro
 import pytest
@@ -25,6 +24,7 @@ from confluent_kafka import Producer
 from lsst.alert.packet import SchemaRegistry
 
 from alert_worker.codecs import encode_confluent
+from alert_worker.testing import rubin_sample
 from alert_sidecar.decoding import DecoderPool, decode
 from alert_sidecar.formats import AVRO_CONFLUENT
 from alert_sidecar.inspect_command import inspect_command
@@ -44,7 +44,6 @@ from .registry_server import ApicurioRegistry, RegistryStartError
 pytestmark = pytest.mark.registry
 
 RUBIN = SchemaRegistry.all_schemas_from_filesystem()
-SAMPLES = Path(__import__("lsst.alert.packet", fromlist=["x"]).__file__).parent / "schema"
 
 SMALL = {"type": "record", "name": "Bright", "namespace": "test.sidecar",
          "fields": [{"name": "diaSourceId", "type": "long"}, {"name": "mag", "type": ["null", "float"]},
@@ -78,12 +77,6 @@ def framed(schema_id: int, schema, record) -> bytes:
     return encode_confluent(record, fastavro.parse_schema(schema), schema_id)
 
 
-def sample_record(version: str) -> dict:
-    major, minor = version.split(".")
-    with open(SAMPLES / major / minor / "sample_data" / "fakeAlert.avro", "rb") as handle:
-        return next(fastavro.reader(handle))
-
-
 def small_schema(tag: str) -> dict:
     # A schema of its own per test: a registry gives one id to one schema whatever the subject.
     return {**SMALL, "doc": f"test {tag} {uuid.uuid4().hex}"}
@@ -108,7 +101,7 @@ def test_register_gives_one_id_every_time_and_a_fresh_client_fetches_the_schema(
 def test_rubins_schemas_served_by_the_registry_decode_rubins_sample_alerts(registry_url, version):
     text = RubinSchemas().schema_text(RUBIN.get_by_version(version).get_schema_id())  # about 120 KB for 11.1
     schema_id = RegistrySchemas(registry_url).register(subject(f"rubin-{version}"), text)
-    record = sample_record(version)
+    record = rubin_sample(version)
     value = framed(schema_id, json.loads(text), record)
     decoded, got = decode(value, AVRO_CONFLUENT, RegistrySchemas(registry_url))
     assert got == schema_id
@@ -221,7 +214,7 @@ def test_inspect_reads_alerts_whose_schema_is_in_the_registry(registry_url, kafk
     records = [{"diaSourceId": 2**62 + i, "mag": 18.0 + i, "stamp": bytes([i]) * 3} for i in range(3)]
     for record in records:
         producer.produce(topic, framed(schema_id, schema, record))
-    rubin = sample_record("11.1")
+    rubin = rubin_sample("11.1")
     producer.produce(topic, framed(1101, RubinSchemas().parsed(1101), rubin))
     assert producer.flush(30) == 0
     result = CliRunner().invoke(inspect_command, [f"kafka://{kafka_bootstrap}/{topic}", "--meta",

@@ -27,6 +27,7 @@ import pytest
 from lsst.alert.packet import SchemaRegistry
 
 from alert_worker.codecs import encode_confluent
+from alert_worker.testing import rubin_sample
 from alert_sidecar import schemas as schemas_module
 from alert_sidecar.decoding import decode
 from alert_sidecar.exceptions import ConfigError
@@ -43,7 +44,6 @@ from alert_sidecar.schemas import (
 )
 
 RUBIN = SchemaRegistry.all_schemas_from_filesystem()
-SAMPLES = Path(__import__("lsst.alert.packet", fromlist=["x"]).__file__).parent / "schema"
 # The project's shared/ folder sits beside the checkout (or is named by ALERT_SIDECAR_SHARED).
 ZTF = Path(os.environ.get("ALERT_SIDECAR_SHARED", Path(__file__).resolve().parents[3] / "shared")) / "data" / "ztf"
 
@@ -53,12 +53,6 @@ SMALL = {"type": "record", "name": "Small", "namespace": "test",
 
 def framed(schema_id: int, schema, record) -> bytes:
     return encode_confluent(record, fastavro.parse_schema(schema), schema_id)
-
-
-def sample_record(version: str) -> dict:
-    major, minor = version.split(".")
-    with open(SAMPLES / major / minor / "sample_data" / "fakeAlert.avro", "rb") as handle:
-        return next(fastavro.reader(handle))
 
 
 def ztf_record() -> dict:
@@ -80,7 +74,7 @@ def test_every_rubin_version_is_known_by_its_id_and_decodes_its_sample_alert(ver
     # The text stands alone: it parses with no named types from elsewhere.
     standalone = fastavro.parse_schema(json.loads(text))
     assert standalone["name"].endswith(f"v{major}_{minor}.alert")
-    record = sample_record(version)
+    record = rubin_sample(version)
     decoded, got_id = decode(framed(schema_id, standalone, record), AVRO_CONFLUENT, source)
     assert got_id == schema_id
     assert decoded == record

@@ -221,28 +221,22 @@ def cutout_png(data: bytes | str | Mapping[str, Any], *, size: int | None = None
 # --- optional packages, imported on first use ------------------------------------------
 
 
-def _astropy_fits() -> Any:
+def _optional(module: str, use: str, package: str) -> Any:
+    """``from <parent> import <name>`` for ``module`` = "parent.name", or what to install."""
+    parent, _, name = module.rpartition(".")
     try:
-        from astropy.io import fits
+        return getattr(__import__(parent, fromlist=[name]), name)
     except ImportError as exc:
-        raise MissingDependencyError(
-            f"reading cutouts needs astropy, which is not installed: {_CUTOUTS_EXTRA}") from exc
-    return fits
+        raise MissingDependencyError(f"{use} needs {package}, which is not installed: {_CUTOUTS_EXTRA}") from exc
+
+
+def _astropy_fits() -> Any:
+    return _optional("astropy.io.fits", "reading cutouts", "astropy")
 
 
 def _astropy_visualization() -> Any:
-    try:
-        from astropy import visualization
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"drawing cutouts needs astropy, which is not installed: {_CUTOUTS_EXTRA}") from exc
-    return visualization
+    return _optional("astropy.visualization", "drawing cutouts", "astropy")
 
 
 def _pillow() -> Any:
-    try:
-        from PIL import Image
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"drawing cutouts as PNG needs Pillow, which is not installed: {_CUTOUTS_EXTRA}") from exc
-    return Image
+    return _optional("PIL.Image", "drawing cutouts as PNG", "Pillow")

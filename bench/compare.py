@@ -27,7 +27,7 @@ A contender is timed from its process start until its output topic holds as
 many records as the input (by watermarks): ``wall_s``. ``steady_s`` leaves
 start-up out: from the first output record's timestamp to the last. The
 sidecar's visit latency comes from ``alert-sidecar bench`` (see
-runtime/alert_sidecar/bench.py for what it measures).
+runtime/alert_sidecar/commands/bench.py for what it measures).
 
 Prints a table, writes bench/results/latest.json, and ends with one JSON line:
 the LSST-sized scenario's figures, with the small scenario's under "small".
@@ -49,9 +49,9 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from alert_sidecar.bench import run_bench
-from alert_sidecar.local_kafka import LocalKafka
-from alert_sidecar.rubin import RubinAlertFactory
+from alert_sidecar.commands.bench import run_bench
+from alert_sidecar.kafka.local import LocalKafka
+from alert_sidecar.simulate.rubin import RubinAlertFactory
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "latest.json"

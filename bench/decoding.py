@@ -3,7 +3,7 @@
     python bench/decoding.py [--alerts 1000] [--processes N]
 
 Measures, on the same LSST-sized Rubin alerts (schema 11.1, 30 previous
-sources, 3 cutouts; made by alert_sidecar.rubin) in one run:
+sources, 3 cutouts; made by alert_sidecar.simulate.rubin) in one run:
 - the baseline: handing the raw bytes on (what a worker that accepts Avro costs);
 - fastavro decoding alone;
 - decoding and writing the contract's JSON form (what a worker that accepts JSON costs);
@@ -19,10 +19,10 @@ import json
 import os
 import time
 
-from alert_sidecar.decoding import DecoderPool, convert_batch, decode, to_json
-from alert_sidecar.formats import AVRO_CONFLUENT
-from alert_sidecar.rubin import RubinAlertFactory
-from alert_sidecar.schemas import RubinSchemas
+from alert_sidecar.formats.decoding import DecoderPool, convert_batch, decode, to_json
+from alert_sidecar.formats.content import AVRO_CONFLUENT
+from alert_sidecar.simulate.rubin import RubinAlertFactory
+from alert_sidecar.formats.schemas import RubinSchemas
 
 FIELDS = ("diaSourceId", "diaSource.ra", "diaSource.dec", "diaSource.psfFlux", "diaSource.psfFluxErr",
           "diaSource.band", "prvDiaSources.psfFlux", "prvDiaSources.midpointMjdTai")

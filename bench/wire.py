@@ -3,7 +3,7 @@
     python bench/wire.py
 
 Times, per alert, the AlertBatch of 100 alerts written by
-``alert_sidecar.wire.BatchEncoder`` and the same batch built from
+``alert_sidecar.workers.wire.BatchEncoder`` and the same batch built from
 ``worker_pb2.Alert`` messages and serialized, for small values and for values
 of a small Rubin alert's size (10 KB). Best of 7 rounds of 200 batches each.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 
-from alert_sidecar.wire import BatchEncoder
+from alert_sidecar.workers.wire import BatchEncoder
 from alertsidecar.v1 import worker_pb2
 
 ROUNDS, BATCHES, ALERTS = 7, 200, 100

@@ -27,8 +27,8 @@ from pathlib import Path
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from alert_sidecar.local_kafka import LocalKafka, default_cache_dir
-from alert_sidecar.rubin import RubinAlertFactory, magnitude
+from alert_sidecar.kafka.local import LocalKafka, default_cache_dir
+from alert_sidecar.simulate.rubin import RubinAlertFactory, magnitude
 
 ROOT = Path(__file__).resolve().parents[1]
 FILTER = ROOT / "examples" / "python" / "brightness_filter.py"

@@ -18,7 +18,7 @@ import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from alert_sidecar.local_kafka import LocalKafka, LocalKafkaError
+from alert_sidecar.kafka.local import LocalKafka, LocalKafkaError
 
 # Creating a topic on a local cluster takes well under a second; a shared
 # cluster named by BOOTSTRAP_SERVERS may be slower.

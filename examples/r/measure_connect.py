@@ -16,9 +16,9 @@ import json
 import threading
 import time
 
-from alert_sidecar.connect import ConnectChannel, health_check
-from alert_sidecar.decoding import to_json
-from alert_sidecar.rubin import RubinAlertFactory
+from alert_sidecar.workers.connect import ConnectChannel, health_check
+from alert_sidecar.formats.decoding import to_json
+from alert_sidecar.simulate.rubin import RubinAlertFactory
 from alertsidecar.v1 import worker_pb2
 
 FIELDS = [

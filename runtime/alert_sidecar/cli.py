@@ -14,13 +14,13 @@ import sys
 
 import click
 
-from . import __version__
-from .buffers import parse_buffer
-from .config import ENV_PREFIX, default_dead_letter, default_group, load_config_file, parse_pairs, parse_routes, stats_path
-from .exceptions import ConfigError, SidecarError
-from .formats import AUTO, FORMATS
-from .retries import RetryPolicy
-from .stage import Stage, StageConfig
+from alert_sidecar import __version__
+from alert_sidecar.kafka.buffers import parse_buffer
+from alert_sidecar.config import ENV_PREFIX, default_dead_letter, default_group, load_config_file, parse_pairs, parse_routes, stats_path
+from alert_sidecar.exceptions import ConfigError, SidecarError
+from alert_sidecar.formats.content import AUTO, FORMATS
+from alert_sidecar.stage.verdicts import RetryPolicy
+from alert_sidecar.stage.loop import Stage, StageConfig
 
 log = logging.getLogger("alert_sidecar")
 
@@ -204,7 +204,7 @@ def run(input_, output, workers, group, dead_letter, routes, kafka_config, in_fo
         )
         supervisor = None
         if command:
-            from .worker_process import Supervisor
+            from alert_sidecar.workers.process import Supervisor
 
             supervisor = Supervisor(list(command), worker_processes)
             config.workers = [_with_protocol(a, worker_protocol) for a in supervisor.addresses]
@@ -272,9 +272,9 @@ SUBCOMMANDS = {}
 
 def _subcommands() -> dict[str, click.Command]:
     if not SUBCOMMANDS:
-        from .bench import bench_command
-        from .inspect_command import inspect_command
-        from .kafka_commands import kafka_group
+        from alert_sidecar.commands.bench import bench_command
+        from alert_sidecar.commands.inspect import inspect_command
+        from alert_sidecar.commands.kafka import kafka_group
 
         SUBCOMMANDS["kafka"] = kafka_group
         SUBCOMMANDS["inspect"] = inspect_command

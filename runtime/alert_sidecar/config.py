@@ -13,8 +13,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from .buffers import Buffer, parse_buffer
-from .exceptions import ConfigError
+from alert_sidecar.kafka.buffers import Buffer, parse_buffer
+from alert_sidecar.exceptions import ConfigError
 
 ENV_PREFIX = "ALERT_SIDECAR"
 

@@ -15,7 +15,7 @@ compares it with what the vector expects. It prints one line per vector and
 exits 1 if any failed.
 
 The Kafka cluster is ``--bootstrap``, else ``$BOOTSTRAP_SERVERS``, else a
-one-broker local cluster (``alert_sidecar.local_kafka``, as the test session
+one-broker local cluster (``alert_sidecar.kafka.local``, as the test session
 starts) started for the run and stopped after it.
 
 ``run_conformance()`` does the same for ``test_conformance.py``; ``compare()``
@@ -60,7 +60,7 @@ STOP_TIMEOUT_S = 45.0
 # A local cluster answers topic creation well under a second; a shared one may be slower.
 TOPIC_TIMEOUT_S = 30.0
 
-# Headers the sidecar writes (runtime/alert_sidecar/retries.py).
+# Headers the sidecar writes (runtime/alert_sidecar/stage/verdicts.py).
 SOURCE_HEADER = "x-alert-source"
 DL_REASON = "x-dead-letter-reason"
 DL_SOURCE = "x-dead-letter-source"
@@ -631,7 +631,7 @@ def main(argv: list[str] | None = None) -> int:
     bootstrap = options.bootstrap or os.environ.get("BOOTSTRAP_SERVERS")
     cluster = None
     if not bootstrap:
-        from alert_sidecar.local_kafka import LocalKafka, LocalKafkaError
+        from alert_sidecar.kafka.local import LocalKafka, LocalKafkaError
 
         cluster = LocalKafka(Path(tempfile.mkdtemp(prefix="conformance-kafka-")))
         try:

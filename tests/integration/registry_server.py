@@ -40,7 +40,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from alert_sidecar.local_kafka import default_cache_dir, file_lock, find_java
+from alert_sidecar.kafka.local import default_cache_dir, file_lock, find_java
 
 APICURIO_VERSION = "2.4.2.Final"
 # The Quarkus release Apicurio 2.4.2.Final is built with (its parent POM's quarkus.version).

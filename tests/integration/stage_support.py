@@ -18,7 +18,7 @@ from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from alert_sidecar.worker_process import free_port  # noqa: F401  (tests import it from here)
+from alert_sidecar.workers.process import free_port  # noqa: F401  (tests import it from here)
 
 
 def free_consecutive_ports(count: int) -> int:

@@ -11,7 +11,7 @@ import pytest
 
 from .stage_support import EXAMPLES, ROOT
 
-BENCH = [sys.executable, "-m", "alert_sidecar.bench"]
+BENCH = [sys.executable, "-m", "alert_sidecar.commands.bench"]
 
 
 def uri(bootstrap: str, topic: str) -> str:

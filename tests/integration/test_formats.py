@@ -15,8 +15,8 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from alert_sidecar.decoding import to_json
-from alert_sidecar.rubin import RubinAlertFactory
+from alert_sidecar.formats.decoding import to_json
+from alert_sidecar.simulate.rubin import RubinAlertFactory
 
 from .stage_support import free_port, header, read_topic
 
@@ -104,7 +104,7 @@ def test_every_lsst_sample_alert_through_a_stage(kafka_bootstrap, new_topic, pro
 
 def ztf_schema():
     """ZTF's published schema (4.02): its named types live in files named after their short names."""
-    from alert_sidecar.schemas import inline_named_types, named_types
+    from alert_sidecar.formats.schemas import inline_named_types, named_types
 
     named = {}
     for name in ("cutout", "candidate", "prv_candidate", "fp_hist"):

@@ -27,9 +27,9 @@ from confluent_kafka import Producer
 from lsst.alert.packet import SchemaRegistry
 
 from alert_worker.codecs import encode_confluent
-from alert_sidecar.inspect_command import inspect_command
-from alert_sidecar.rubin import RubinAlertFactory
-from alert_sidecar.schemas import RubinSchemas
+from alert_sidecar.commands.inspect import inspect_command
+from alert_sidecar.simulate.rubin import RubinAlertFactory
+from alert_sidecar.formats.schemas import RubinSchemas
 
 ZTF = Path(os.environ.get("ALERT_SIDECAR_SHARED", Path(__file__).resolve().parents[3] / "shared")) / "data" / "ztf"
 ZTF_PACKETS = sorted(ZTF.glob("*.avro"))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from alert_sidecar.rubin import RubinAlertFactory
+from alert_sidecar.simulate.rubin import RubinAlertFactory
 from tests.java_support import CROSSMATCH_WORKER, PASSTHROUGH_WORKER, java_worker_command
 
 from .stage_support import count_records, header, produce_alerts, read_topic

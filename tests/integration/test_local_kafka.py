@@ -19,9 +19,9 @@ from click.testing import CliRunner
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from alert_sidecar.kafka_commands import kafka_group
-from alert_sidecar import local_kafka
-from alert_sidecar.local_kafka import LocalKafka, find_java
+from alert_sidecar.commands.kafka import kafka_group
+from alert_sidecar.kafka import local as local_kafka
+from alert_sidecar.kafka.local import LocalKafka, find_java
 
 
 def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:

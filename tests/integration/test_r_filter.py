@@ -9,8 +9,8 @@ from collections import Counter
 import pytest
 from confluent_kafka import Producer
 
-from alert_sidecar.connect import ConnectChannel, health_check
-from alert_sidecar.rubin import RubinAlertFactory
+from alert_sidecar.workers.connect import ConnectChannel, health_check
+from alert_sidecar.simulate.rubin import RubinAlertFactory
 
 from tests.r_support import r_worker_command
 from .stage_support import free_consecutive_ports, read_topic

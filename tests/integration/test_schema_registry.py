@@ -25,10 +25,10 @@ from lsst.alert.packet import SchemaRegistry
 
 from alert_worker.codecs import encode_confluent
 from alert_worker.testing import rubin_sample
-from alert_sidecar.decoding import DecoderPool, decode
-from alert_sidecar.formats import AVRO_CONFLUENT
-from alert_sidecar.inspect_command import inspect_command
-from alert_sidecar.schemas import (
+from alert_sidecar.formats.decoding import DecoderPool, decode
+from alert_sidecar.formats.content import AVRO_CONFLUENT
+from alert_sidecar.commands.inspect import inspect_command
+from alert_sidecar.formats.schemas import (
     ChainedSchemas,
     RegistrySchemas,
     RubinSchemas,

@@ -2,10 +2,10 @@
 
 import pytest
 
-from alert_sidecar.buffers import parse_buffer
+from alert_sidecar.kafka.buffers import parse_buffer
 from alert_sidecar.config import load_config_file, parse_pairs, parse_routes
 from alert_sidecar.exceptions import ConfigError
-from alert_sidecar.formats import AVRO_CONFLUENT, AVRO_OCF, JSON, RAW, accepted, sniff
+from alert_sidecar.formats.content import AVRO_CONFLUENT, AVRO_OCF, JSON, RAW, accepted, sniff
 
 
 def test_buffer_with_several_brokers():

@@ -1,4 +1,4 @@
-"""The sidecar's Connect client (alert_sidecar.connect) against a real HTTP server on loopback."""
+"""The sidecar's Connect client (alert_sidecar.workers.connect) against a real HTTP server on loopback."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Iterator
 import pytest
 from grpc_health.v1 import health_pb2
 
-from alert_sidecar.connect import HEALTH_CHECK_PATH, ConnectChannel, ConnectError, health_check
+from alert_sidecar.workers.connect import HEALTH_CHECK_PATH, ConnectChannel, ConnectError, health_check
 
 
 class _Server(ThreadingHTTPServer):

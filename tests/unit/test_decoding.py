@@ -9,10 +9,10 @@ import orjson
 import pytest
 
 from alert_worker.codecs import encode_confluent
-from alert_sidecar.decoding import DecodeError, convert_batch, decode, project, projection_tree, schema_id_of, to_json
-from alert_sidecar.formats import AVRO_CONFLUENT, AVRO_OCF, JSON, RAW
-from alert_sidecar.outputs_encoding import AvroOutput, EncodeError
-from alert_sidecar.rubin import RubinAlertFactory
+from alert_sidecar.formats.decoding import DecodeError, convert_batch, decode, project, projection_tree, schema_id_of, to_json
+from alert_sidecar.formats.content import AVRO_CONFLUENT, AVRO_OCF, JSON, RAW
+from alert_sidecar.stage.outputs import AvroOutput, EncodeError
+from alert_sidecar.simulate.rubin import RubinAlertFactory
 
 SCHEMA = fastavro.parse_schema({
     "type": "record", "name": "Alert", "fields": [
@@ -30,7 +30,7 @@ RECORD = {"diaSourceId": 2**62 + 7, "flux": float("nan"), "stamp": b"\x00\xffFIT
 class OneSchema:
     def parsed(self, schema_id):
         if schema_id != 42:
-            from alert_sidecar.schemas import UnknownSchemaError
+            from alert_sidecar.formats.schemas import UnknownSchemaError
             raise UnknownSchemaError(schema_id, "the test source")
         return SCHEMA
 
@@ -84,7 +84,7 @@ def test_projection_keeps_asked_fields_through_arrays():
 
 
 def test_convert_batch_separates_permanent_from_transient_failures():
-    from alert_sidecar.schemas import SchemaRegistryUnavailable
+    from alert_sidecar.formats.schemas import SchemaRegistryUnavailable
 
     class Down(OneSchema):
         def parsed(self, schema_id):
@@ -101,8 +101,8 @@ def test_convert_batch_separates_permanent_from_transient_failures():
 
 
 def test_every_rubin_version_decodes_to_json_with_exact_ids():
-    from alert_sidecar.rubin import schema_versions
-    from alert_sidecar.schemas import RubinSchemas
+    from alert_sidecar.simulate.rubin import schema_versions
+    from alert_sidecar.formats.schemas import RubinSchemas
 
     source = RubinSchemas()
     for version in schema_versions():
@@ -139,8 +139,8 @@ def test_decoders_end_with_a_sidecar_killed_without_warning(tmp_path):
     script = tmp_path / "sidecar.py"
     script.write_text(
         "import time\n"
-        "from alert_sidecar.decoding import DecoderPool\n"
-        "from alert_sidecar.schemas import schema_source\n"
+        "from alert_sidecar.formats.decoding import DecoderPool\n"
+        "from alert_sidecar.formats.schemas import schema_source\n"
         "if __name__ == '__main__':\n"
         "    pool = DecoderPool(2, schema_source(None, None))\n"
         "    pool.submit([b'{}'], ['application/json'], None).result(60)\n"

@@ -1,6 +1,6 @@
 """The commit rule (offsets.py): only the finished prefix of a partition is committed."""
 
-from alert_sidecar.offsets import PartitionLedger, Record, Resolution, State
+from alert_sidecar.stage.offsets import PartitionLedger, Record, Resolution, State
 
 OUT = Resolution([Record("", b"v", None, [])])
 FILTERED = Resolution([])

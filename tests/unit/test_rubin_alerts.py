@@ -1,4 +1,4 @@
-"""Rubin alerts made by alert_sidecar.rubin: valid, exact, realistic and reproducible.
+"""Rubin alerts made by alert_sidecar.simulate.rubin: valid, exact, realistic and reproducible.
 
 Every alert is decoded with fastavro against the schema that lsst-alert-packet's
 own registry gives for the id in the alert's header, not the factory's copy.
@@ -17,7 +17,7 @@ import pytest
 packet = pytest.importorskip("lsst.alert.packet")
 
 from alert_sidecar.exceptions import ConfigError  # noqa: E402
-from alert_sidecar.rubin import (  # noqa: E402
+from alert_sidecar.simulate.rubin import (  # noqa: E402
     AB_ZERO_POINT_NJY,
     BANDS,
     BRIGHT_SHARE,

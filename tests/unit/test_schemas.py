@@ -28,11 +28,11 @@ from lsst.alert.packet import SchemaRegistry
 
 from alert_worker.codecs import encode_confluent
 from alert_worker.testing import rubin_sample
-from alert_sidecar import schemas as schemas_module
-from alert_sidecar.decoding import decode
+from alert_sidecar.formats import schemas as schemas_module
+from alert_sidecar.formats.decoding import decode
 from alert_sidecar.exceptions import ConfigError
-from alert_sidecar.formats import AVRO_CONFLUENT
-from alert_sidecar.schemas import (
+from alert_sidecar.formats.content import AVRO_CONFLUENT
+from alert_sidecar.formats.schemas import (
     ChainedSchemas,
     DirectorySchemas,
     InvalidSchemaError,

@@ -266,7 +266,7 @@ def test_json_form_alert_as_a_sidecar_writes_it() -> None:
 
 
 def test_worker_code_is_the_same_for_raw_avro_and_the_json_form() -> None:
-    from alert_sidecar.rubin import RubinAlertFactory
+    from alert_sidecar.simulate.rubin import RubinAlertFactory
 
     factory = RubinAlertFactory(seed=1)
     source = factory.make(0)

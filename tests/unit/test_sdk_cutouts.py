@@ -19,7 +19,7 @@ from PIL import Image
 import alert_worker
 from alert_worker import AlertDecodeError, CutoutError, MissingDependencyError, Verdict, codecs, cutouts
 from alert_worker.testing import json_form, make_alert, run, ztf_alert
-from alert_sidecar.rubin import RubinAlertFactory
+from alert_sidecar.simulate.rubin import RubinAlertFactory
 
 ZTF_PACKETS = sorted(glob.glob("/work/shared/data/ztf/*.avro"))
 STAMPS = ("cutoutScience", "cutoutTemplate", "cutoutDifference")

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from alert_sidecar.wire import BatchEncoder, varint
+from alert_sidecar.workers.wire import BatchEncoder, varint
 from alertsidecar.v1 import worker_pb2
 
 

@@ -35,7 +35,7 @@ def _wait_ended(pid: int, timeout: float = 10.0) -> bool:
 
 
 def test_a_killed_guard_takes_its_worker_with_it():
-    guard = subprocess.Popen([sys.executable, "-m", "alert_sidecar.worker_guard", str(os.getpid()), "sleep", "300"])
+    guard = subprocess.Popen([sys.executable, "-m", "alert_sidecar.workers.guard", str(os.getpid()), "sleep", "300"])
     worker = _child_of(guard.pid)
     guard.kill()
     guard.wait(10)
@@ -47,7 +47,7 @@ def test_a_killed_guard_takes_its_worker_with_it():
 
 
 def test_the_guard_exits_with_the_workers_code_and_ignores_terminal_signals():
-    guard = subprocess.Popen([sys.executable, "-m", "alert_sidecar.worker_guard", str(os.getpid()),
+    guard = subprocess.Popen([sys.executable, "-m", "alert_sidecar.workers.guard", str(os.getpid()),
                               sys.executable, "-c", "import time, sys; time.sleep(1); sys.exit(3)"])
     time.sleep(0.5)
     guard.send_signal(signal.SIGTERM)  # to the guard alone: it waits for its worker

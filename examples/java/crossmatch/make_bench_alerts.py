@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import struct
 
-from alert_sidecar.rubin import RubinAlertFactory
-from alert_sidecar.schemas import RubinSchemas
+from alert_sidecar.simulate.rubin import RubinAlertFactory
+from alert_sidecar.formats.schemas import RubinSchemas
 
 
 def main() -> None:

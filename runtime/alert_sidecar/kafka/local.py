@@ -33,7 +33,7 @@ from typing import Callable, Iterator
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from .exceptions import ConfigError, LocalKafkaError
+from alert_sidecar.exceptions import ConfigError, LocalKafkaError
 
 # The newest Kafka 4.x release that fetched and ran here on the first try
 # (4.1.1 is known to work too); 4.x because it is KRaft only, as production is.

@@ -14,8 +14,8 @@ from typing import Iterator
 
 import click
 
-from .exceptions import SidecarError
-from .local_kafka import DEFAULT_VERSION, LocalKafka, default_state_dir
+from alert_sidecar.exceptions import SidecarError
+from alert_sidecar.kafka.local import DEFAULT_VERSION, LocalKafka, default_state_dir
 
 _state_dir_option = click.option(
     "--state-dir",

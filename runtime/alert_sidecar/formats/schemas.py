@@ -57,7 +57,7 @@ import fastavro.schema
 
 from alert_worker.codecs import rubin_schema_files
 
-from .exceptions import (  # the schema errors are raised here; they live with the others
+from alert_sidecar.exceptions import (  # the schema errors are raised here; they live with the others
     ConfigError,
     InvalidSchemaError,
     SchemaRegistryUnavailable,

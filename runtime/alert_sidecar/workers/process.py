@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from .exceptions import WorkerError
+from alert_sidecar.exceptions import WorkerError
 
 log = logging.getLogger("alert_sidecar.worker_process")
 
@@ -53,7 +53,7 @@ class WorkerProcess:
             raise WorkerError(f"cannot start worker command {' '.join(self.command)!r}: "
                               f"{self.command[0]!r} is not an executable file or on PATH")
         # Through worker_guard, which ends the worker if this sidecar is killed without warning.
-        guarded = [sys.executable, "-m", "alert_sidecar.worker_guard", str(os.getpid()), *self.command]
+        guarded = [sys.executable, "-m", "alert_sidecar.workers.guard", str(os.getpid()), *self.command]
         try:
             self.popen = subprocess.Popen(guarded, env=env, start_new_session=True)
         except OSError as exc:

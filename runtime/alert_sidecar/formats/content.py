@@ -7,7 +7,7 @@ only, so it costs nothing on the hot path.
 
 from __future__ import annotations
 
-from .exceptions import ConfigError
+from alert_sidecar.exceptions import ConfigError
 
 RAW = "application/octet-stream"
 JSON = "application/json"

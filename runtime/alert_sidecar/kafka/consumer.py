@@ -13,8 +13,8 @@ from typing import Callable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from .buffers import Buffer
-from .exceptions import KafkaUnreachable
+from alert_sidecar.kafka.buffers import Buffer
+from alert_sidecar.exceptions import KafkaUnreachable
 
 log = logging.getLogger("alert_sidecar.consumer")
 

@@ -23,7 +23,7 @@ import re
 import urllib.parse
 from dataclasses import dataclass
 
-from .exceptions import ConfigError
+from alert_sidecar.exceptions import ConfigError
 
 # Kafka's own rule for topic names (kafka.common.internals.Topic): at most 249
 # characters of ASCII letters, digits, '.', '_' and '-'.

@@ -32,8 +32,8 @@ from typing import Any
 import fastavro
 import orjson
 
-from .exceptions import DecodeError
-from .formats import AVRO_CONFLUENT, AVRO_OCF, JSON, RAW
+from alert_sidecar.exceptions import DecodeError
+from alert_sidecar.formats.content import AVRO_CONFLUENT, AVRO_OCF, JSON, RAW
 
 _CONFLUENT_HEADER = 5  # magic byte 0 and a 4-byte big-endian schema id
 
@@ -203,7 +203,7 @@ def _end_with_the_sidecar(sidecar_pid: int) -> None:
 def convert_batch(values: list[bytes], content_types: list[str], fields: tuple[str, ...] | None,
                   source=None) -> list[Converted]:
     """Decode alerts to the JSON form; one Converted per alert, in order."""
-    from .schemas import SchemaRegistryUnavailable, UnknownSchemaError
+    from alert_sidecar.formats.schemas import SchemaRegistryUnavailable, UnknownSchemaError
 
     source = source if source is not None else _SOURCE
     out = []

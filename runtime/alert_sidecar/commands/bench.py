@@ -41,10 +41,10 @@ import click
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from .buffers import parse_buffer
-from .config import ENV_PREFIX, parse_pairs
-from .exceptions import ConfigError, KafkaUnreachable, SidecarError
-from .retries import OUTPUT_SOURCE_HEADER
+from alert_sidecar.kafka.buffers import parse_buffer
+from alert_sidecar.config import ENV_PREFIX, parse_pairs
+from alert_sidecar.exceptions import ConfigError, KafkaUnreachable, SidecarError
+from alert_sidecar.stage.verdicts import OUTPUT_SOURCE_HEADER
 
 SENT_HEADER = "x-bench-sent-ns"
 
@@ -104,7 +104,7 @@ def latency_summary(latencies_ms: list[float]) -> dict:
 
 
 def make_alerts(size: str, count: int) -> list[bytes]:
-    from .rubin import RubinAlertFactory
+    from alert_sidecar.simulate.rubin import RubinAlertFactory
 
     if size == "lsst":
         factory = RubinAlertFactory(cutouts=True, prv_sources=30, seed=SEED)

@@ -31,12 +31,12 @@ from typing import IO
 
 import click
 
-from .buffers import Buffer, parse_buffer
-from .config import ENV_PREFIX, parse_pairs
-from .decoding import DecodeError, decode, to_json
-from .exceptions import KafkaUnreachable, SidecarError
-from .formats import AUTO, FORMATS, JSON, RAW, content_type_for, sniff
-from .schemas import SchemaRegistryUnavailable, SchemaSource, UnknownSchemaError, schema_source
+from alert_sidecar.kafka.buffers import Buffer, parse_buffer
+from alert_sidecar.config import ENV_PREFIX, parse_pairs
+from alert_sidecar.formats.decoding import DecodeError, decode, to_json
+from alert_sidecar.exceptions import KafkaUnreachable, SidecarError
+from alert_sidecar.formats.content import AUTO, FORMATS, JSON, RAW, content_type_for, sniff
+from alert_sidecar.formats.schemas import SchemaRegistryUnavailable, SchemaSource, UnknownSchemaError, schema_source
 
 PROG = "alert-sidecar inspect"
 

@@ -79,7 +79,7 @@ from typing import Any
 import fastavro
 import numpy as np
 
-from .exceptions import ConfigError, SidecarError
+from alert_sidecar.exceptions import ConfigError, SidecarError
 
 # ---------------------------------------------------------------------------
 # Photometry

@@ -21,8 +21,8 @@ from typing import Callable
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from .buffers import Buffer
-from .exceptions import KafkaUnreachable
+from alert_sidecar.kafka.buffers import Buffer
+from alert_sidecar.exceptions import KafkaUnreachable
 
 log = logging.getLogger("alert_sidecar.producer")
 

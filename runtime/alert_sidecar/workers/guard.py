@@ -1,6 +1,6 @@
 """The parent of a worker the sidecar started: it ends the worker if the sidecar ends first.
 
-    python -m alert_sidecar.worker_guard SIDECAR_PID COMMAND...
+    python -m alert_sidecar.workers.guard SIDECAR_PID COMMAND...
 
 A sidecar stops its workers when it stops (worker_process.py), but a sidecar
 killed outright (SIGKILL, the OOM killer, a crashed node agent) has no time

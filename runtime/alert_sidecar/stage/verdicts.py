@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .offsets import Entry, Record, Resolution
+from alert_sidecar.stage.offsets import Entry, Record, Resolution
 
 DEAD_LETTER = "dead-letter"  # the name of the dead-letter output among the stage's outputs
 

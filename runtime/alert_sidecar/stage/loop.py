@@ -34,19 +34,19 @@ from confluent_kafka import KafkaError
 
 from alertsidecar.v1 import worker_pb2
 
-from .buffers import Buffer
-from .consumer import InputConsumer
-from .decoding import DecoderPool, schema_id_of
-from .dispatch import STREAM, Batch, ContractBroken, WorkerPool, describe_rpc_error
-from .exceptions import ConfigError, OutputFailed, WorkerError
-from .formats import AVRO_CONFLUENT, AVRO_OCF, JSON, accepted, content_type_for, sniff
-from .outputs_encoding import OutputEncoders
-from .metrics import Counters, Rate
-from .offsets import PartitionLedger, Record, Resolution, State
-from .outputs_encoding import EncodeError
-from .producer import Outputs
-from .retries import DEAD_LETTER, OUTPUT_SOURCE_HEADER, RetryPolicy, dead_letter
-from .wire import BatchEncoder
+from alert_sidecar.kafka.buffers import Buffer
+from alert_sidecar.kafka.consumer import InputConsumer
+from alert_sidecar.formats.decoding import DecoderPool, schema_id_of
+from alert_sidecar.workers.pool import STREAM, Batch, ContractBroken, WorkerPool, describe_rpc_error
+from alert_sidecar.exceptions import ConfigError, OutputFailed, WorkerError
+from alert_sidecar.formats.content import AVRO_CONFLUENT, AVRO_OCF, JSON, accepted, content_type_for, sniff
+from alert_sidecar.stage.outputs import OutputEncoders
+from alert_sidecar.stage.metrics import Counters, Rate
+from alert_sidecar.stage.offsets import PartitionLedger, Record, Resolution, State
+from alert_sidecar.stage.outputs import EncodeError
+from alert_sidecar.kafka.producer import Outputs
+from alert_sidecar.stage.verdicts import DEAD_LETTER, OUTPUT_SOURCE_HEADER, RetryPolicy, dead_letter
+from alert_sidecar.workers.wire import BatchEncoder
 
 log = logging.getLogger("alert_sidecar.stage")
 
@@ -135,7 +135,7 @@ class Stage:
         self.ledgers: dict[tuple[str, int], PartitionLedger] = {}
         self._supervisor = supervisor  # worker_process.Supervisor when the sidecar started its workers
         self._fixed_content_type = content_type_for(config.input.format)
-        from .schemas import schema_source
+        from alert_sidecar.formats.schemas import schema_source
 
         self.schemas = schema_source(config.schema_registry, config.schema_dir)
         self._decoders: DecoderPool | None = None  # started only if a worker needs decoded alerts
@@ -361,7 +361,7 @@ class Stage:
         not stop on an id nobody knows, so an unknown id is only logged once.
         """
         if schema_id not in self._schema_texts:
-            from .schemas import SchemaRegistryUnavailable, UnknownSchemaError
+            from alert_sidecar.formats.schemas import SchemaRegistryUnavailable, UnknownSchemaError
 
             try:
                 self._schema_texts[schema_id] = self.schemas.schema_text(schema_id)

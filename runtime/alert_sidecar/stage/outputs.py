@@ -22,10 +22,10 @@ import fastavro
 import orjson
 from fastavro.validation import ValidationError, validate
 
-from .buffers import Buffer
-from .exceptions import ConfigError, EncodeError
-from .formats import AVRO_CONFLUENT, JSON, sniff
-from .schemas import plain_schema
+from alert_sidecar.kafka.buffers import Buffer
+from alert_sidecar.exceptions import ConfigError, EncodeError
+from alert_sidecar.formats.content import AVRO_CONFLUENT, JSON, sniff
+from alert_sidecar.formats.schemas import plain_schema
 
 log = logging.getLogger("alert_sidecar.outputs_encoding")
 
@@ -150,7 +150,7 @@ class OutputEncoders:
                 raise ConfigError(f"output schema {buffer.schema} of {buffer} cannot be read: {exc}") from None
             schema_id = buffer.schema_id
             if self._registry_url:
-                from .schemas import RegistrySchemas
+                from alert_sidecar.formats.schemas import RegistrySchemas
 
                 subject = buffer.subject or f"{buffer.topic}-value"
                 registered = RegistrySchemas(self._registry_url).register(subject, text)

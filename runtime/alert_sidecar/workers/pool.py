@@ -27,8 +27,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from alertsidecar.v1 import worker_pb2, worker_pb2_grpc
 
-from .connect import ConnectChannel, ConnectError, health_check
-from .exceptions import SidecarError, WorkerError
+from alert_sidecar.workers.connect import ConnectChannel, ConnectError, health_check
+from alert_sidecar.exceptions import SidecarError, WorkerError
 
 log = logging.getLogger("alert_sidecar.dispatch")
 

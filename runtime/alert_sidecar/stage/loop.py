@@ -40,10 +40,10 @@ from alert_sidecar.formats.decoding import DecoderPool, schema_id_of
 from alert_sidecar.workers.pool import STREAM, Batch, ContractBroken, WorkerPool, describe_rpc_error
 from alert_sidecar.exceptions import ConfigError, OutputFailed, WorkerError
 from alert_sidecar.formats.content import AVRO_CONFLUENT, AVRO_OCF, JSON, accepted, content_type_for, sniff
-from alert_sidecar.stage.outputs import OutputEncoders
+from alert_sidecar.formats.avro_outputs import OutputEncoders
 from alert_sidecar.stage.metrics import Counters, Rate
 from alert_sidecar.stage.offsets import PartitionLedger, Record, Resolution, State
-from alert_sidecar.stage.outputs import EncodeError
+from alert_sidecar.formats.avro_outputs import EncodeError
 from alert_sidecar.kafka.producer import Outputs
 from alert_sidecar.stage.verdicts import DEAD_LETTER, OUTPUT_SOURCE_HEADER, RetryPolicy, dead_letter
 from alert_sidecar.workers.wire import BatchEncoder

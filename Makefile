@@ -24,7 +24,8 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# Regenerates the Python binding of proto/ (the only copy of the contract).
+# Regenerates what is made from proto/ (the contract's one source): the Python
+# binding and the copy of the .proto that the R package ships.
 proto: $(STAMP)
 	PYTHON=$(abspath $(PY)) tools/generate_proto.sh
 
@@ -65,6 +66,6 @@ kafka-down: $(STAMP)
 	$(VENV)/bin/alert-sidecar kafka down
 
 clean:
-	rm -rf $(VENV) $(QUIX_VENV) .pytest_cache build *.egg-info .rlib sdks/r/inst/proto
+	rm -rf $(VENV) $(QUIX_VENV) .pytest_cache build *.egg-info .rlib
 	-$(MVN) $(MVN_FLAGS) -q -f sdks/java/pom.xml clean
 	-$(MVN) $(MVN_FLAGS) -q -f examples/java/pom.xml clean

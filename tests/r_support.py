@@ -4,6 +4,7 @@
 ``alert-sidecar ... -- COMMAND`` (or ``Popen``) that runs the script with the
 package from the repository's own library ``.rlib/``, (re)installing it first
 when it is missing or older than its sources, as ``make r-install`` does.
+``install(library)`` is the plain ``R CMD INSTALL sdks/r`` into another library.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 R_SDK = ROOT / "sdks" / "r"
 R_LIB = ROOT / ".rlib"
-PROTO = ROOT / "proto" / "alertsidecar" / "v1" / "worker.proto"
+# The contract's copy the package ships (made from proto/ by `make proto`).
+PROTO = R_SDK / "inst" / "proto" / "alertsidecar" / "v1" / "worker.proto"
 # What R CMD INSTALL writes last; its age says which sources it was made from.
 INSTALLED = R_LIB / "alertworker" / "DESCRIPTION"
 
@@ -44,18 +46,22 @@ def ensure_installed() -> None:
         try:
             if not _stale():
                 return
-            copy = R_SDK / "inst" / "proto" / "alertsidecar" / "v1" / "worker.proto"
-            copy.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(PROTO, copy)  # the package reads the contract from proto/'s only copy
-            done = subprocess.run(["R", "CMD", "INSTALL", "--no-multiarch", f"--library={R_LIB}", str(R_SDK)],
-                                  capture_output=True, text=True, cwd=ROOT)
-            if done.returncode != 0:
-                missing = "there is no package called" in done.stderr or "are not available" in done.stderr
-                hint = " (run `make r-setup`, needs root for apt-get)" if missing else ""
-                raise RNotInstalled(f"R CMD INSTALL of sdks/r failed{hint}:\n{done.stderr[-3000:]}")
+            install(R_LIB, "--no-multiarch")
             INSTALLED.touch()
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def install(library: Path, *options: str) -> None:
+    """``R CMD INSTALL [OPTIONS] --library=LIBRARY sdks/r``, as an R user installs the package."""
+    if shutil.which("R") is None:
+        raise RNotInstalled("R is not installed: run `make r-setup` (needs root for apt-get)")
+    done = subprocess.run(["R", "CMD", "INSTALL", *options, f"--library={library}", str(R_SDK)],
+                          capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        missing = "there is no package called" in done.stderr or "are not available" in done.stderr
+        hint = " (run `make r-setup`, needs root for apt-get)" if missing else ""
+        raise RNotInstalled(f"R CMD INSTALL of sdks/r failed{hint}:\n{done.stderr[-3000:]}")
 
 
 def _stale() -> bool:

@@ -5,12 +5,14 @@
 #   make r-test      its testthat tests
 #   make r-check     R CMD build and R CMD check --no-manual
 #
-# The contract's .proto is copied from proto/ into the package at install time
-# (sdks/r/inst/proto, ignored by git): proto/ stays its only copy.
+# The package ships the contract's .proto (sdks/r/inst/proto, committed), so
+# that a plain `R CMD INSTALL sdks/r` gives a working package. That copy is
+# made from proto/, the contract's one source, by tools/generate_proto.sh
+# (`make proto`) and checked against it by tests/unit/test_generated_drift.py.
 
 R_DIR := sdks/r
 R_LIB := $(abspath .rlib)
-R_PROTO := $(R_DIR)/inst/proto/alertsidecar/v1/worker.proto
+R_PROTO := $(R_DIR)/inst/proto/alertsidecar/v1/worker.proto  # the shipped copy: regenerated, it is reinstalled
 R_PACKAGES := r-base-core r-cran-rprotobuf r-cran-httpuv r-cran-jsonlite r-cran-testthat r-cran-roxygen2
 R_STAMP := $(R_LIB)/alertworker/DESCRIPTION
 
@@ -22,10 +24,6 @@ r-setup:
 	else \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(R_PACKAGES); \
 	fi
-
-$(R_PROTO): proto/alertsidecar/v1/worker.proto
-	mkdir -p $(dir $@)
-	cp $< $@
 
 $(R_STAMP): $(R_PROTO) $(R_DIR)/DESCRIPTION $(R_DIR)/NAMESPACE $(wildcard $(R_DIR)/R/*.R) $(wildcard $(R_DIR)/inst/conformance/*)
 	mkdir -p $(R_LIB)
@@ -41,10 +39,10 @@ r-test: $(R_STAMP)
 	done
 
 # roxygen2 writes NAMESPACE and man/ from the comments in R/ (committed output).
-r-docs: $(R_PROTO)
+r-docs:
 	cd $(R_DIR) && R_LIBS=$(R_LIB) Rscript -e 'roxygen2::roxygenise()'
 
-r-check: $(R_PROTO)
+r-check:
 	rm -rf build/r && mkdir -p build/r
 	cd build/r && R CMD build --no-build-vignettes $(abspath $(R_DIR)) && \
 		R_LIBS=$(R_LIB) _R_CHECK_FORCE_SUGGESTS_=false R CMD check --no-manual alertworker_*.tar.gz

@@ -1,20 +1,49 @@
-"""The generated Python binding of proto/ matches what `make proto` produces now."""
+"""What is generated from proto/ matches what `make proto` produces now.
+
+Both outputs of tools/generate_proto.sh are compared byte for byte: the Python
+binding (sdks/python/alertsidecar) and the copy of the contract the R package
+ships (sdks/r/inst/proto), which `R CMD INSTALL sdks/r` installs with it.
+"""
 
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
-GENERATED = ROOT / "sdks" / "python" / "alertsidecar"
+PYTHON_BINDING = ROOT / "sdks" / "python" / "alertsidecar"
+R_COPY = ROOT / "sdks" / "r" / "inst" / "proto"
 
 
-def test_generated_code_matches_the_proto(tmp_path):
-    subprocess.run(["bash", str(ROOT / "tools" / "generate_proto.sh"), str(tmp_path)], check=True,
-                   env={**os.environ, "PYTHON": sys.executable})
-    fresh = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "alertsidecar").rglob("*") if p.is_file()}
-    committed = {p.relative_to(GENERATED.parent): p.read_bytes() for p in GENERATED.rglob("*")
-                 if p.is_file() and "__pycache__" not in p.parts}
-    assert fresh.keys() == committed.keys()
-    stale = [str(name) for name in fresh if fresh[name] != committed[name]]
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> Path:
+    """The script's outputs in a temporary folder: python/ and r/."""
+    out = tmp_path_factory.mktemp("generated")
+    subprocess.run(["bash", str(ROOT / "tools" / "generate_proto.sh"), str(out / "python"), str(out / "r")],
+                   check=True, env={**os.environ, "PYTHON": sys.executable})
+    return out
+
+
+def _files(folder: Path, relative_to: Path) -> dict[Path, bytes]:
+    return {p.relative_to(relative_to): p.read_bytes() for p in folder.rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts}
+
+
+def _stale(fresh: dict[Path, bytes], committed: dict[Path, bytes]) -> list[str]:
+    """Files that differ, or that are on one side only."""
+    assert fresh, "the script generated nothing"
+    return [str(name) for name in sorted(fresh.keys() | committed.keys()) if fresh.get(name) != committed.get(name)]
+
+
+def test_python_binding_matches_the_proto(generated):
+    fresh = _files(generated / "python" / "alertsidecar", generated / "python")
+    stale = _stale(fresh, _files(PYTHON_BINDING, PYTHON_BINDING.parent))
     assert not stale, f"generated code is stale, run `make proto`: {stale}"
+
+
+def test_r_package_copy_matches_the_proto(generated):
+    fresh = _files(generated / "r", generated / "r")
+    stale = _stale(fresh, _files(R_COPY, R_COPY))
+    assert not stale, f"sdks/r/inst/proto differs from proto/, run `make proto`: {stale}"

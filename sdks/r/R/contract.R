@@ -1,6 +1,8 @@
-# The contract, read at run time from the project's one copy of it
-# (proto/alertsidecar/v1/worker.proto): the package never carries a second,
-# hand-written version of the messages.
+# The contract, read at run time from the .proto the package ships
+# (inst/proto/alertsidecar/v1/worker.proto): a byte-for-byte copy of the
+# repository's proto/, its one source, made by tools/generate_proto.sh
+# (`make proto`) and checked for drift by tests/unit/test_generated_drift.py.
+# The package never carries a hand-written version of the messages.
 
 .state <- new.env(parent = emptyenv())
 
@@ -8,8 +10,9 @@
 #'
 #' The directory that holds `alertsidecar/v1/worker.proto`: the option
 #' `alertworker.proto_dir`, else the environment variable
-#' `ALERTWORKER_PROTO_DIR`, else the copy that `make r-install` puts into the
-#' installed package (`inst/proto`, made from the repository's `proto/`).
+#' `ALERTWORKER_PROTO_DIR`, else the copy the package ships (its `proto`
+#' folder, made from the repository's `proto/` by `make proto`). Set the
+#' option or the variable only to serve another version of the contract.
 #'
 #' @return The directory, a character string.
 #' @export
@@ -18,13 +21,25 @@
 #' proto_dir()
 #' }
 proto_dir <- function() {
-  dir <- getOption("alertworker.proto_dir", "")
-  if (!nzchar(dir)) dir <- Sys.getenv("ALERTWORKER_PROTO_DIR", "")
-  if (!nzchar(dir)) dir <- system.file("proto", package = "alertworker")
-  if (!nzchar(dir) || !file.exists(file.path(dir, "alertsidecar", "v1", "worker.proto"))) {
-    stop("cannot find alertsidecar/v1/worker.proto: install the package with `make r-install` ",
-         "(it copies the repository's proto/ into it), or set ALERTWORKER_PROTO_DIR to the ",
-         "repository's proto/ directory", call. = FALSE)
+  contract_file <- file.path("alertsidecar", "v1", "worker.proto")
+  named_by <- c(option = getOption("alertworker.proto_dir", ""),
+                variable = Sys.getenv("ALERTWORKER_PROTO_DIR", ""))
+  named_by <- named_by[nzchar(named_by)]
+  if (length(named_by)) {
+    dir <- named_by[[1]]
+    if (!file.exists(file.path(dir, contract_file))) {
+      what <- if (names(named_by)[[1]] == "option") "the option alertworker.proto_dir" else "ALERTWORKER_PROTO_DIR"
+      stop(what, " is \"", dir, "\", which holds no alertsidecar/v1/worker.proto: set it to a ",
+           "directory that does (the repository's proto/), or unset it to use the copy the package ships",
+           call. = FALSE)
+    }
+  } else {
+    dir <- system.file("proto", package = "alertworker")
+    if (!nzchar(dir) || !file.exists(file.path(dir, contract_file))) {
+      stop("the installed alertworker has no alertsidecar/v1/worker.proto: reinstall it from the ",
+           "repository with `R CMD INSTALL sdks/r` (or `make r-install`); if sdks/r/inst/proto is ",
+           "missing there, run `make proto` first", call. = FALSE)
+    }
   }
   normalizePath(dir)
 }

@@ -1,11 +1,14 @@
 # The SDK's core: a batch of the contract's alerts in, the filter run once,
-# the contract's results out. The Connect server (server.R) and try_filter()
+# the contract's results out. The Connect server (serve.R) and try_filter()
 # both go through here, so a filter answers the sidecar as it answers a file.
 #
-# Costs that decide the shape of this file (FACTS.md): parsing is what an R
-# worker spends its time on, so the alerts' JSON values are pasted into one
-# JSON array and parsed by one jsonlite call per batch, and the common answers
-# (keep, drop) are encoded from bytes made once per process.
+# Costs that decide the shape of this file: parsing is what an R worker spends
+# its time on (`python examples/r/measure_connect.py` beside
+# `Rscript examples/r/noop.R 1`, then both with whole alerts, `--whole` and
+# `1 whole`: a batch's time grows with the JSON it parses, 2,374 alerts/s of
+# 3.4 KB against 106 of 85 KB on two cores), so the alerts' JSON values are
+# pasted into one JSON array and parsed by one jsonlite call per batch, and the
+# common answers (keep, drop) are encoded from bytes made once per process.
 
 # Metadata columns of the alerts data frame, before the alert's own fields.
 META_COLUMNS <- c("id", "topic", "partition", "offset", "timestamp_ms", "key", "headers", "attempt",

@@ -1,7 +1,9 @@
 # Serving a filter to the sidecar: the contract's AlertWorker service over the
 # Connect protocol (connectrpc.com), unary calls as HTTP/1.1 POSTs, which
-# httpuv serves. There is no gRPC server for R (FACTS.md); the sidecar speaks
-# Connect to R workers (--worker http://HOST:PORT).
+# httpuv serves. gRPC has no official R implementation: R is not among its
+# supported languages (https://grpc.io/docs/languages/), and Debian, where the
+# package's dependencies come from (`make r-setup`), packages no gRPC library
+# for R. The sidecar speaks Connect to R workers (--worker http://HOST:PORT).
 
 # The port a worker listens on when the sidecar does not say
 # (ALERT_WORKER_PORT): gRPC's customary port, as the Python SDK uses.

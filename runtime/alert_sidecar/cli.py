@@ -19,8 +19,11 @@ from alert_sidecar.kafka.buffers import parse_buffer
 from alert_sidecar.config import ENV_PREFIX, default_dead_letter, default_group, load_config_file, parse_pairs, parse_routes, stats_path
 from alert_sidecar.exceptions import ConfigError, SidecarError
 from alert_sidecar.formats.content import AUTO, FORMATS
+from alert_sidecar.stage.config import Ordering, StageConfig, StartFrom, default_of
+from alert_sidecar.stage.loop import Stage
 from alert_sidecar.stage.verdicts import RetryPolicy
-from alert_sidecar.stage.loop import Stage, StageConfig
+from alert_sidecar.workers.address import Protocol, WorkerAddress, parse_worker_addresses
+from alert_sidecar.workers.clients import WorkerCall
 
 log = logging.getLogger("alert_sidecar")
 
@@ -104,37 +107,42 @@ topic missing; 4 worker unreachable, incompatible or broke the contract;
               help="Folder of Avro schemas named <id>.avsc, looked up before Rubin's.")
 @click.option("--decoders", type=click.IntRange(0, 256), default=None,
               help="Processes decoding alerts for workers that ask for JSON (0: on the main thread). [default: one per core]")
-@click.option("--start-from", type=click.Choice(["earliest", "latest"]), default="earliest", show_default=True,
+@click.option("--start-from", type=click.Choice([s.value for s in StartFrom]), default=default_of("start_from"),
+              show_default=True,
               help="Where a group with no committed offset starts reading.")
-@click.option("--batch-size", type=click.IntRange(1, 100000), default=100, show_default=True,
+@click.option("--batch-size", type=click.IntRange(1, 100000), default=default_of("batch_size"), show_default=True,
               help="Most alerts per call to a worker (a worker may ask for fewer).")
-@click.option("--batch-linger-ms", type=click.FloatRange(0), default=5.0, show_default=True,
+@click.option("--batch-linger-ms", type=click.FloatRange(0), default=default_of("batch_linger") * 1000,
+              show_default=True,
               help="How long a partition's batch may wait to fill before it is sent short.")
-@click.option("--ordering", type=click.Choice(["partition", "key", "none"]), default="partition", show_default=True,
+@click.option("--ordering", type=click.Choice([o.value for o in Ordering]), default=default_of("ordering"),
+              show_default=True,
               help="What the worker may see out of order: 'partition' keeps each partition in order (one batch in "
                    "flight per partition); 'key' keeps each record key in order; 'none' lets batches of a partition "
                    "run concurrently. Outputs keep offset order and commits never pass an unfinished alert.")
-@click.option("--max-in-flight", type=click.IntRange(1, 1000), default=4, show_default=True,
+@click.option("--max-in-flight", type=click.IntRange(1, 1000), default=default_of("max_in_flight"), show_default=True,
               help="Most batches in flight per worker.")
-@click.option("--max-buffered", type=click.IntRange(1), default=20000, show_default=True,
+@click.option("--max-buffered", type=click.IntRange(1), default=default_of("max_buffered_alerts"), show_default=True,
               help="Alerts held in memory before fetching pauses.")
-@click.option("--max-buffered-mb", type=click.IntRange(1), default=128, show_default=True,
+@click.option("--max-buffered-mb", type=click.IntRange(1), default=default_of("max_buffered_bytes") // 2**20,
+              show_default=True,
               help="Megabytes of alerts held in memory before fetching pauses.")
-@click.option("--max-retries", type=click.IntRange(0), default=5, show_default=True,
+@click.option("--max-retries", type=click.IntRange(0), default=default_of("max_retries"), show_default=True,
               help="Retries of an alert answered RETRY before it is dead-lettered.")
-@click.option("--retry-backoff", type=click.FloatRange(0), default=0.5, show_default=True,
-              help="Seconds before the first retry; doubles each time, at most 30 s.")
-@click.option("--worker-timeout", type=click.FloatRange(0.1), default=30.0, show_default=True,
+@click.option("--retry-backoff", type=click.FloatRange(0), default=default_of("base_backoff_s"), show_default=True,
+              help=f"Seconds before the first retry; doubles each time, at most {default_of('max_backoff_s'):g} s.")
+@click.option("--worker-timeout", type=click.FloatRange(0.1), default=default_of("worker_timeout"), show_default=True,
               help="Seconds a worker has to answer one batch before the call counts as failed.")
-@click.option("--worker-wait", type=click.FloatRange(0), default=30.0, show_default=True,
+@click.option("--worker-wait", type=click.FloatRange(0), default=default_of("worker_wait"), show_default=True,
               help="Seconds to wait at start for the workers to be healthy before giving up.")
-@click.option("--drain-timeout", type=click.FloatRange(0), default=30.0, show_default=True,
+@click.option("--drain-timeout", type=click.FloatRange(0), default=default_of("drain_timeout"), show_default=True,
               help="Seconds to finish in-flight alerts on SIGTERM/SIGINT before committing and exiting.")
-@click.option("--worker-protocol", type=click.Choice(["grpc", "connect"]), default=None,
+@click.option("--worker-protocol", type=click.Choice([p.value for p in Protocol]), default=None,
               envvar=f"{ENV_PREFIX}_WORKER_PROTOCOL",
               help="What the workers speak: gRPC (the default for HOST:PORT), or Connect over HTTP/1.1 (R "
                    "workers; the default for http://HOST:PORT).")
-@click.option("--worker-call", type=click.Choice(["stream", "unary"]), default="stream", show_default=True,
+@click.option("--worker-call", type=click.Choice([c.value for c in WorkerCall]), default=default_of("worker_call"),
+              show_default=True,
               envvar=f"{ENV_PREFIX}_WORKER_CALL",
               help="How batches reach a gRPC worker: over one ProcessStream call per worker, or one ProcessBatch "
                    "call per batch.")
@@ -142,7 +150,8 @@ topic missing; 4 worker unreachable, incompatible or broke the contract;
               help="With -- COMMAND: how many copies of the worker to start, each on its own port.")
 @click.option("--create-topics/--no-create-topics", default=True, show_default=True,
               help="Create missing output and dead-letter topics, with the input's partition count.")
-@click.option("--progress-interval", type=click.FloatRange(0.1), default=10.0, show_default=True,
+@click.option("--progress-interval", type=click.FloatRange(0.1), default=default_of("progress_interval"),
+              show_default=True,
               help="Seconds between progress lines.")
 @click.option("--stats-file", type=click.Path(dir_okay=False), default=None,
               help="Write the final counters to this JSON file on exit.")
@@ -175,19 +184,20 @@ def run(input_, output, workers, group, dead_letter, routes, kafka_config, in_fo
             raise ConfigError("give either --worker addresses or a worker command after --, not both")
         if not command and not workers:
             raise ConfigError("no worker: give --worker HOST:PORT, or a command after -- that starts one")
+        protocol = Protocol(worker_protocol) if worker_protocol else None
         config = StageConfig(
             input=in_buffer,
             output=out_buffer,
             group=group or default_group(in_buffer, out_buffer),
-            workers=[address for w in workers for address in _expand_address(w, worker_protocol)],
+            workers=[address for w in workers for address in parse_worker_addresses(w, protocol)],
             dead_letter=parse_buffer(dead_letter, what="--dead-letter") if dead_letter else default_dead_letter(in_buffer),
             routes=parse_routes(routes),
             kafka_config=parse_pairs(kafka_config, "--kafka-config"),
             schema_registry=schema_registry,
             schema_dir=schema_dir,
-            decoders=decoders if decoders is not None else (os.cpu_count() or 1),
+            decoders=decoders if decoders is not None else default_of("decoders"),
             batch_size=batch_size,
-            ordering=ordering,
+            ordering=Ordering(ordering),
             batch_linger=batch_linger_ms / 1000,
             max_in_flight=max_in_flight,
             max_buffered_alerts=max_buffered,
@@ -195,9 +205,9 @@ def run(input_, output, workers, group, dead_letter, routes, kafka_config, in_fo
             retry=RetryPolicy(max_retries=max_retries, base_backoff_s=retry_backoff),
             worker_timeout=worker_timeout,
             worker_wait=worker_wait,
-            worker_call=worker_call,
+            worker_call=WorkerCall(worker_call),
             drain_timeout=drain_timeout,
-            start_from=start_from,
+            start_from=StartFrom(start_from),
             create_topics=create_topics,
             progress_interval=progress_interval,
             stats_file=stats_path(stats_file),
@@ -207,39 +217,12 @@ def run(input_, output, workers, group, dead_letter, routes, kafka_config, in_fo
             from alert_sidecar.workers.process import Supervisor
 
             supervisor = Supervisor(list(command), worker_processes)
-            config.workers = [_with_protocol(a, worker_protocol) for a in supervisor.addresses]
+            config.workers = [WorkerAddress("127.0.0.1", port, protocol or Protocol.GRPC)
+                              for port in supervisor.ports]
         sys.exit(_run_stage(config, supervisor))
     except SidecarError as err:
         click.echo(f"alert-sidecar: error: {err}", err=True)
         sys.exit(err.exit_code)
-
-
-def _expand_address(address: str, protocol: str | None = None) -> list[str]:
-    """HOST:PORT, or HOST:FIRST-LAST for a worker served by several processes on consecutive ports.
-
-    ``http://`` in front means a Connect worker, as does --worker-protocol connect.
-    """
-    scheme, has_scheme, rest = address.partition("://")
-    if has_scheme and scheme != "http":
-        raise ConfigError(f"--worker {address!r}: only http:// (a Connect worker) may come before HOST:PORT")
-    if has_scheme and protocol == "grpc":
-        raise ConfigError(f"--worker {address!r} is a Connect address, but --worker-protocol says grpc")
-    bare = rest if has_scheme else address
-    host, sep, ports = bare.rpartition(":")
-    first, dash, last = ports.partition("-")
-    if not sep or not host or not first.isdigit() or (dash and not last.isdigit()):
-        raise ConfigError(f"--worker {address!r} is not HOST:PORT or HOST:FIRST-LAST (e.g. localhost:50051, "
-                          "or http://localhost:8080 for a Connect worker)")
-    if dash and not int(first) <= int(last) <= int(first) + 255:
-        raise ConfigError(f"--worker {address!r}: the port range must go up, by at most 256 ports")
-    ports_of = range(int(first), int(last) + 1) if dash else [int(first)]
-    connect = has_scheme or protocol == "connect"
-    return [_with_protocol(f"{host}:{port}", "connect" if connect else "grpc") for port in ports_of]
-
-
-def _with_protocol(address: str, protocol: str | None) -> str:
-    """The address the dispatcher takes: ``http://HOST:PORT`` for a Connect worker, HOST:PORT for gRPC."""
-    return f"http://{address}" if protocol == "connect" else address
 
 
 def _run_stage(config: StageConfig, supervisor) -> int:

@@ -151,8 +151,8 @@ def test_workers_end_with_a_sidecar_killed_without_warning(kafka_bootstrap, new_
                             sys.executable, str(ROOT / "examples" / "python" / "passthrough.py"))
     sidecar.wait_for_line("stage started", 60)
     workers = _descendants(sidecar.popen.pid)
-    # Each worker runs under its guard (worker_guard.py), whose command line names the worker too.
-    assert len([p for p in workers if "passthrough.py" in _cmdline(p) and "worker_guard" not in _cmdline(p)]) == 2
+    # Each worker runs under its guard (workers/guard.py), whose command line names the worker too.
+    assert len([p for p in workers if "passthrough.py" in _cmdline(p) and "workers.guard" not in _cmdline(p)]) == 2
     sidecar.signal(signal.SIGKILL)
     sidecar.wait(10)
     deadline = time.monotonic() + 15

@@ -29,7 +29,7 @@ def test_flags_make_the_stage_config(captured):
     assert result.exit_code == 0, result.output
     config = captured["config"]
     assert config.input.bootstrap == "a:1,a:2" and config.output.topic == "bright"
-    assert config.workers == ["w1:5", "w2:5"]
+    assert [str(w) for w in config.workers] == ["w1:5", "w2:5"]
 
     assert config.routes["wl"].uri == "kafka://c:1/watch"
     assert config.dead_letter.uri == "kafka://a:1,a:2/alerts.dead-letter"
@@ -41,7 +41,7 @@ def test_flags_make_the_stage_config(captured):
 def test_a_port_range_names_a_worker_served_by_several_processes(captured):
     result = invoke(["--in", "kafka://a:1/x", "--out", "kafka://a:1/y", "--worker", "localhost:50051-50054"])
     assert result.exit_code == 0, result.output
-    assert captured["config"].workers == [f"localhost:{p}" for p in range(50051, 50055)]
+    assert [str(w) for w in captured["config"].workers] == [f"localhost:{p}" for p in range(50051, 50055)]
     result = CliRunner().invoke(cli.run, ["--in", "kafka://a:1/x", "--out", "kafka://a:1/y",
                                           "--worker", "localhost:50054-50051"])
     assert result.exit_code == 2 and "must go up" in result.output
@@ -56,7 +56,7 @@ def test_environment_and_config_file(captured, tmp_path):
     config = captured["config"]
     assert config.input.uri == "kafka://file:1/a"  # only in the file
     assert config.output.uri == "kafka://env:1/b"  # environment beats file
-    assert config.workers == ["env:1", "env:2"]
+    assert [str(w) for w in config.workers] == ["env:1", "env:2"]
     assert config.group == "from-flag"  # flag beats file
     assert config.batch_size == 7
 
@@ -67,8 +67,9 @@ def test_worker_command_after_double_dash(captured):
     assert result.exit_code == 0, result.output
     supervisor = captured["supervisor"]
     assert [p.command for p in supervisor.processes] == [["python", "w.py", "--flag"]] * 3
-    assert captured["config"].workers == supervisor.addresses
-    assert len(set(supervisor.addresses)) == 3
+    assert [w.port for w in captured["config"].workers] == supervisor.ports
+    assert len(set(supervisor.ports)) == 3
+    assert {w.target for w in captured["config"].workers} == {f"127.0.0.1:{p}" for p in supervisor.ports}
 
 
 @pytest.mark.parametrize("args, says", [
@@ -95,9 +96,11 @@ def test_config_file_errors(tmp_path):
     ("127.0.0.1:8080", "connect", ["http://127.0.0.1:8080"]),
 ])
 def test_worker_addresses_name_their_protocol(given, protocol, expected):
-    from alert_sidecar.cli import _expand_address
+    from alert_sidecar.workers.address import Protocol, parse_worker_addresses
 
-    assert _expand_address(given, protocol) == expected
+    addresses = parse_worker_addresses(given, Protocol(protocol) if protocol else None)
+    assert [str(a) for a in addresses] == expected
+    assert {a.protocol for a in addresses} == {Protocol.CONNECT if "http" in expected[0] else Protocol.GRPC}
 
 
 @pytest.mark.parametrize("given, protocol, says", [
@@ -107,8 +110,22 @@ def test_worker_addresses_name_their_protocol(given, protocol, expected):
     ("http://nohost", None, "is not HOST:PORT"),
 ])
 def test_bad_worker_addresses_say_why(given, protocol, says):
-    from alert_sidecar.cli import _expand_address
     from alert_sidecar.exceptions import ConfigError
+    from alert_sidecar.workers.address import Protocol, parse_worker_addresses
 
     with pytest.raises(ConfigError, match=says):
-        _expand_address(given, protocol)
+        parse_worker_addresses(given, Protocol(protocol) if protocol else None)
+
+
+def test_the_command_line_shows_the_stage_defaults(captured):
+    """Defaults live once, in StageConfig and RetryPolicy: a run with no setting gets exactly them."""
+    from alert_sidecar.stage.config import StageConfig
+    from alert_sidecar.stage.verdicts import RetryPolicy
+
+    result = invoke(["--in", "kafka://a:1/x", "--out", "kafka://a:1/y", "--worker", "h:1"])
+    assert result.exit_code == 0, result.output
+    config = captured["config"]
+    bare = StageConfig(input=config.input, output=config.output, group=config.group, workers=config.workers,
+                       dead_letter=config.dead_letter)
+    assert config == bare
+    assert config.retry == RetryPolicy()

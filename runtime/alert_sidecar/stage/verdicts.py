@@ -1,8 +1,18 @@
-"""Retries and dead letters: what becomes of an alert a worker cannot finish.
+"""The verdict and retry rule: what becomes of an alert once its worker answers, or fails to.
 
-An alert answered with RETRY (or whose call failed) is sent again after an
-exponential backoff, up to ``max_retries`` times; then it goes to the
-dead-letter buffer. An alert answered with DEAD_LETTER goes there at once.
+- OK: the alert is resolved to its outputs (none for a filter that drops it).
+- DEAD_LETTER: it goes to the dead-letter buffer at once, with the worker's reason.
+- RETRY, and also UNSPECIFIED or a value this sidecar does not know (the
+  contract says those mean RETRY, so nothing is lost): it is sent again after
+  an exponential backoff, up to ``max_retries`` times, then dead-lettered.
+- A failed call: if the worker is gone (UNAVAILABLE, CANCELLED) the alerts wait
+  for it without counting a try; an answer the contract does not allow stops
+  the stage (WorkerError); any other failure counts a try for every alert.
+- Decoding for the worker: bytes that do not decode are dead-lettered, a
+  registry that is down holds the alerts without counting a try, and a decoder
+  process that dies counts a try, so that an alert that kills decoders ends as
+  a dead letter.
+
 A dead letter is the original record, byte for byte, with headers that say
 why, where it came from and which stage gave up, so that it can be inspected
 and replayed into the input buffer once the cause is fixed.
@@ -10,9 +20,25 @@ and replayed into the input buffer once the cause is fixed.
 
 from __future__ import annotations
 
+import enum
+import logging
+import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
 
-from alert_sidecar.stage.offsets import Entry, Record, Resolution
+import grpc
+
+from alertsidecar.v1 import worker_pb2
+
+from alert_sidecar.exceptions import WorkerError
+from alert_sidecar.stage.metrics import Counters
+from alert_sidecar.stage.offsets import Entry, PartitionLedger, Record, Resolution, State
+from alert_sidecar.workers.clients import Batch, ContractBroken, WorkerCall, describe_rpc_error
+
+if TYPE_CHECKING:
+    from alert_sidecar.formats.decoding import Converted
+
+log = logging.getLogger("alert_sidecar.stage")
 
 DEAD_LETTER = "dead-letter"  # the name of the dead-letter output among the stage's outputs
 
@@ -23,6 +49,13 @@ STAGE_HEADER = "x-dead-letter-stage"  # the consumer group of the stage that gav
 ATTEMPTS_HEADER = "x-dead-letter-attempts"
 # Added to every output: the input alert it came from, for lineage and replay.
 OUTPUT_SOURCE_HEADER = "x-alert-source"
+
+# How long alerts are held when their schema cannot be fetched (a registry that
+# is down): short enough to go on soon after it is back, long enough not to
+# hammer it.
+SCHEMA_UNAVAILABLE_HOLD_S = 2.0
+
+_OK, _DEAD_LETTER = worker_pb2.VERDICT_OK, worker_pb2.VERDICT_DEAD_LETTER
 
 
 @dataclass(frozen=True)
@@ -53,3 +86,143 @@ def dead_letter(entry: Entry, reason: str, stage: str) -> Resolution:
     ]
     record = Record(DEAD_LETTER, message.value(), message.key(), headers)
     return Resolution([record], dead_letter_reason=reason)
+
+
+class CallOutcome(enum.Enum):
+    WORKER_GONE = "worker-gone"  # the worker is unavailable: its alerts wait for it
+    RETRIED = "retried"  # the call failed; every alert of it counted a try
+
+
+class Verdicts:
+    """Applies the rule above to the alerts of a stage's partitions (on the loop's thread)."""
+
+    def __init__(self, policy: RetryPolicy, stage: str, counters: Counters,
+                 outputs_of: Callable[[Entry, worker_pb2.AlertResult], Resolution]) -> None:
+        self.policy = policy
+        self.stage = stage  # the consumer group, named in dead letters
+        self._counters = counters
+        self._outputs_of = outputs_of  # the records of an OK answer (outputs.py)
+
+    def answered(self, batch: Batch, result: worker_pb2.BatchResult) -> None:
+        """Resolve or retry each alert of ``batch`` by its answer; WorkerError if the answers do not fit."""
+        self._counters.batches += 1
+        answers = result.results
+        if [answer.id for answer in answers] != batch.alert_ids:  # the usual case is one answer each, in order
+            answers = _answers_by_id(batch, answers)
+        ledger = batch.ledger
+        retries = []
+        for entry, answer in zip(batch.entries, answers):
+            verdict = answer.verdict
+            if verdict == _OK:
+                ledger.resolve(entry, self._outputs_of(entry, answer))
+            elif verdict == _DEAD_LETTER:
+                reason = answer.error or "the worker answered DEAD_LETTER without saying why"
+                ledger.resolve(entry, dead_letter(entry, reason, self.stage))
+            else:
+                entry.last_error = answer.error or f"the worker answered {_verdict_name(verdict)}"
+                retries.append(entry)
+        if retries:
+            self.retry(ledger, retries)
+
+    def call_failed(self, batch: Batch, err: grpc.RpcError) -> CallOutcome:
+        code = err.code()
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+            batch.ledger.give_back(batch.entries)
+            self._counters.resent += len(batch.entries)
+            return CallOutcome.WORKER_GONE
+        if isinstance(err, ContractBroken) or code == grpc.StatusCode.UNIMPLEMENTED or (
+                code == grpc.StatusCode.INTERNAL and "eserializ" in (err.details() or "")):
+            worker = batch.worker
+            call = "ProcessStream" if worker.call is WorkerCall.STREAM else "ProcessBatch"
+            raise WorkerError(
+                f"worker at {worker.address} broke the contract on {call}: {describe_rpc_error(err)}; "
+                "it must answer each AlertBatch with one alertsidecar.v1.BatchResult of the same batch_id"
+            )
+        self.retry(batch.ledger, batch.entries, f"worker call failed: {describe_rpc_error(err)}")
+        return CallOutcome.RETRIED
+
+    def retry(self, ledger: PartitionLedger, entries: list[Entry], reason: str | None = None) -> None:
+        """Count a try for each alert; dead-letter those that have had their tries, send the rest again later."""
+        policy = self.policy
+        again = []
+        for entry in entries:
+            entry.attempts += 1
+            if reason is not None:
+                entry.last_error = reason
+            if policy.exhausted(entry.attempts):
+                why = f"gave up after {entry.attempts} attempts: {entry.last_error}"
+                ledger.resolve(entry, dead_letter(entry, why, self.stage))
+            else:
+                again.append(entry)
+        if again:
+            self._counters.retried += len(again)
+            first = again[0]
+            ledger.give_back(again, not_before=time.monotonic() + policy.backoff(first.attempts))
+            log.info("retrying alerts=%d first=%s attempt=%d reason=%r",
+                     len(again), first.alert_id, first.attempts, first.last_error)
+
+    def refuse(self, ledger: PartitionLedger, entry: Entry, reason: str) -> None:
+        """Dead-letter an alert the worker cannot be given in any form it accepts."""
+        ledger.resolve(entry, dead_letter(entry, reason, self.stage))
+
+    def decoded(self, batch: Batch, entries: list[Entry], results: list[Converted]) -> list[Entry]:
+        """Apply the decoders' results; return the alerts now ready for the worker.
+
+        An alert that does not decode is dead-lettered. If a schema could not be
+        fetched (a registry that is down: not the alerts' fault), every alert
+        still waiting is held, in order, and tried again shortly, without
+        counting a try; then nothing is ready.
+        """
+        ledger = batch.ledger
+        transient = None
+        for entry, converted in zip(entries, results):
+            if converted.transient:
+                transient = converted.error
+            elif converted.error is not None:
+                entry.schema_id = converted.schema_id or 0
+                ledger.resolve(entry, dead_letter(entry, converted.error, self.stage))
+            else:
+                entry.payload = converted.payload
+                entry.schema_id = converted.schema_id or 0
+        waiting = [e for e in batch.entries if e.state is State.IN_FLIGHT]
+        if transient is not None:
+            log.warning("holding alerts=%d reason=%r; trying again in %g s", len(waiting), transient,
+                        SCHEMA_UNAVAILABLE_HOLD_S)
+            ledger.give_back(waiting, not_before=time.monotonic() + SCHEMA_UNAVAILABLE_HOLD_S)
+            return []
+        return waiting
+
+    def decoder_died(self, batch: Batch, exc: BaseException) -> None:
+        """A decoder process died (killed, or crashed on these bytes): a try for each alert of the batch."""
+        log.warning("decoder process died alerts=%d; restarting the decoders", len(batch.entries))
+        self.retry(batch.ledger, [e for e in batch.entries if e.state is State.IN_FLIGHT],
+                   f"the decoder process died while decoding this batch ({exc})")
+
+
+def _answers_by_id(batch: Batch, answers) -> list:
+    """The answers in the order of the batch's alerts, or WorkerError if they are not one per alert."""
+    worker = batch.worker
+    by_id: dict[str, worker_pb2.AlertResult] = {}
+    for answer in answers:
+        if answer.id in by_id:
+            raise WorkerError(f"worker at {worker.address} answered alert {answer.id} twice in one batch; "
+                              "every alert needs exactly one AlertResult")
+        by_id[answer.id] = answer
+    expected = set(batch.alert_ids)
+    if by_id.keys() != expected:
+        missing = sorted(expected - by_id.keys())
+        unknown = sorted(by_id.keys() - expected)
+        raise WorkerError(
+            f"worker at {worker.address} answered a batch of {len(expected)} alerts with "
+            f"{len(by_id)} results (missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
+            f"not sent {unknown[:3]}{'...' if len(unknown) > 3 else ''}); every alert needs exactly one "
+            "AlertResult with its id"
+        )
+    return [by_id[alert_id] for alert_id in batch.alert_ids]
+
+
+def _verdict_name(value: int) -> str:
+    try:
+        return worker_pb2.Verdict.Name(value)
+    except ValueError:
+        return f"verdict {value}, unknown to this sidecar"

@@ -87,8 +87,9 @@ class Supervisor:
         self.processes = [WorkerProcess(command, free_port(), i) for i in range(count)]
 
     @property
-    def addresses(self) -> list[str]:
-        return [p.address for p in self.processes]
+    def ports(self) -> list[int]:
+        """The loopback ports the workers serve on, one each."""
+        return [p.port for p in self.processes]
 
     def start(self) -> None:
         for process in self.processes:

@@ -29,7 +29,7 @@ class AlertWorkerStub:
     """The service every worker implements.
 
     The sidecar calls Describe once when it connects, then sends alerts with
-    ProcessBatch (its default), ProcessStream or ProcessAlert. All three carry the
+    ProcessStream (its default), ProcessBatch or ProcessAlert. All three carry the
     same Alert and AlertResult messages, so a worker written with an SDK
     implements its logic once and gets all three calls.
     """
@@ -66,7 +66,7 @@ class AlertWorkerServicer:
     """The service every worker implements.
 
     The sidecar calls Describe once when it connects, then sends alerts with
-    ProcessBatch (its default), ProcessStream or ProcessAlert. All three carry the
+    ProcessStream (its default), ProcessBatch or ProcessAlert. All three carry the
     same Alert and AlertResult messages, so a worker written with an SDK
     implements its logic once and gets all three calls.
     """
@@ -88,14 +88,17 @@ class AlertWorkerServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ProcessBatch(self, request, context):
-        """Many alerts in, one result per alert out. The sidecar's default call.
+        """Many alerts in, one result per alert out: what the sidecar calls on a
+        worker that does not implement ProcessStream, or with --worker-call unary,
+        and the only call a Connect (HTTP/1.1) worker serves.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ProcessStream(self, request_iterator, context):
-        """A long-lived stream of batches for throughput: the sidecar keeps several
+        """A long-lived stream of batches for throughput, the sidecar's default call:
+        one per worker. The sidecar keeps several
         batches in flight on one stream, and the worker answers each with one
         BatchResult carrying the same batch_id. Answers may come in any order.
         """
@@ -138,7 +141,7 @@ class AlertWorker:
     """The service every worker implements.
 
     The sidecar calls Describe once when it connects, then sends alerts with
-    ProcessBatch (its default), ProcessStream or ProcessAlert. All three carry the
+    ProcessStream (its default), ProcessBatch or ProcessAlert. All three carry the
     same Alert and AlertResult messages, so a worker written with an SDK
     implements its logic once and gets all three calls.
     """

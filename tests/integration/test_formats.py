@@ -7,7 +7,6 @@ import base64
 import glob
 import io
 import json
-import os
 from pathlib import Path
 
 import fastavro
@@ -18,11 +17,11 @@ from confluent_kafka import Producer
 from alert_sidecar.formats.decoding import to_json
 from alert_sidecar.simulate.rubin import RubinAlertFactory
 
+from tests.data import ZTF_PACKETS, ZTF_SCHEMA_DIR
+
 from .stage_support import free_port, header, read_topic
 
 pytestmark = pytest.mark.kafka
-
-ZTF = Path(os.environ.get("ALERT_SIDECAR_SHARED", Path(__file__).resolve().parents[3] / "shared")) / "data" / "ztf"
 
 
 def uri(bootstrap, topic, **options):
@@ -108,16 +107,17 @@ def ztf_schema():
 
     named = {}
     for name in ("cutout", "candidate", "prv_candidate", "fp_hist"):
-        named.update(named_types(json.loads((ZTF / "schema" / f"{name}.avsc").read_text())))
+        named.update(named_types(json.loads((ZTF_SCHEMA_DIR / f"{name}.avsc").read_text())))
     # Inline the named types so that the schema embedded in each packet stands alone, as ZTF's do.
-    alert = inline_named_types(json.loads((ZTF / "schema" / "alert.avsc").read_text()), named)
+    alert = inline_named_types(json.loads((ZTF_SCHEMA_DIR / "alert.avsc").read_text()), named)
     return fastavro.parse_schema(alert)
 
 
 def made_ztf_packets(count):
     """ZTF packets written with ZTF's published schema (4.02), one container file each, as ZTF sends them."""
     schema = ztf_schema()
-    with open(ZTF / "472263571115115000.avro", "rb") as handle:
+    [packet] = [path for path in ZTF_PACKETS if path.name == "472263571115115000.avro"]
+    with open(packet, "rb") as handle:
         template = next(fastavro.reader(handle))
     packets = []
     for i in range(count):
@@ -138,7 +138,8 @@ def _fit(record, schema):
 
 
 def test_ztf_packets_real_and_made(kafka_bootstrap, new_topic, procs):
-    real = [p.read_bytes() for p in sorted(ZTF.glob("*.avro"))]
+    real = [p.read_bytes() for p in ZTF_PACKETS]
+    assert len(real) == 2
     made = made_ztf_packets(5)
     source, sink, dead = new_topic(), new_topic(), new_topic()
     write(kafka_bootstrap, source, real + made)
@@ -187,6 +188,7 @@ def test_outputs_encoded_to_an_avro_buffer(kafka_bootstrap, new_topic, procs, tm
               uri(kafka_bootstrap, sink, format="avro-confluent", schema=str(schema_path), schema_id=77),
               dead, "json", "diaSourceId", "diaSource.psfFlux")
     outputs = read_topic(kafka_bootstrap, sink, minimum=5, timeout=60)
+    assert len(outputs) == 5  # read_topic returns what came within its timeout, perhaps nothing
     schema = fastavro.schema.load_schema(str(schema_path))
     for record, message in zip(records, outputs):
         assert message.value()[:5] == b"\x00" + (77).to_bytes(4, "big")

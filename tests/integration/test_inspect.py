@@ -12,7 +12,6 @@ import datetime as dt
 import io
 import json
 import math
-import os
 import socket
 import struct
 import subprocess
@@ -30,9 +29,8 @@ from alert_worker.codecs import encode_confluent
 from alert_sidecar.commands.inspect import inspect_command
 from alert_sidecar.simulate.rubin import RubinAlertFactory
 from alert_sidecar.formats.schemas import RubinSchemas
+from tests.data import ZTF_PACKETS
 
-ZTF = Path(os.environ.get("ALERT_SIDECAR_SHARED", Path(__file__).resolve().parents[3] / "shared")) / "data" / "ztf"
-ZTF_PACKETS = sorted(ZTF.glob("*.avro"))
 RUBIN = SchemaRegistry.all_schemas_from_filesystem()
 SAMPLES = Path(__import__("lsst.alert.packet", fromlist=["x"]).__file__).parent / "schema"
 SCHEMAS = RubinSchemas()  # one for the module: it reads every schema version once
@@ -195,6 +193,7 @@ def _produce(bootstrap: str, topic: str, messages: list[dict]) -> list[dict]:
         producer.produce(topic, message["value"], key=message.get("key"), headers=message.get("headers"),
                          partition=message["partition"], on_delivery=record)
     assert producer.flush(30) == 0
+    assert len(delivered) == len(messages)
     return sorted(delivered, key=lambda m: (m["partition"], m["offset"]))
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import glob
 import gzip
 import io
 import os
@@ -20,8 +19,8 @@ import alert_worker
 from alert_worker import AlertDecodeError, CutoutError, MissingDependencyError, Verdict, codecs, cutouts
 from alert_worker.testing import json_form, make_alert, run, ztf_alert
 from alert_sidecar.simulate.rubin import RubinAlertFactory
+from tests.data import ZTF_PACKETS
 
-ZTF_PACKETS = sorted(glob.glob("/work/shared/data/ztf/*.avro"))
 STAMPS = ("cutoutScience", "cutoutTemplate", "cutoutDifference")
 
 

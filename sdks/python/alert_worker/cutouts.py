@@ -49,9 +49,10 @@ STRETCHES = ("asinh", "linear")
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
-# A stamp is tens of kilobytes (Rubin's at least 18 KB, ZTF's 20 KB once
-# unzipped: FACTS.md). A gzip member that inflates past this is not a stamp
-# but a compression bomb, and is refused before it fills the memory.
+# A stamp is tens of kilobytes (Rubin's at least 18 KB: Rubin DMTN-102; ZTF's
+# 20,160 bytes once unzipped, in ZTF's sample packets in tests/data/ztf). A
+# gzip member that inflates past this is not a stamp but a compression bomb,
+# and is refused before it fills the memory.
 _MAX_STAMP_BYTES = 64 * 1024 * 1024
 
 # ZTF writes its first card as "SIMPLE  =  T", the T in column 12 where the

@@ -40,7 +40,7 @@ DEFAULT_PORT = 50051
 SERVICE_NAME = worker_pb2.DESCRIPTOR.services_by_name["AlertWorker"].full_name
 
 # gRPC refuses messages over 4 MiB by default. A batch of 100 Rubin alerts of
-# about 100 KB each (mostly cutouts; FACTS.md) is about 10 MB, and batches of
+# about 100 KB each (mostly cutouts; Rubin DMTN-102) is about 10 MB, and batches of
 # several hundred large alerts are reasonable, so the limit is set far above
 # that while still bounding what one message can make the process allocate.
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024

@@ -51,7 +51,7 @@ public final class AlertWorkerServer implements AutoCloseable {
     public static final int DEFAULT_PORT = 50051;
     /**
      * The largest message the worker takes or sends. gRPC's default is 4 MiB; a batch of 100 Rubin alerts
-     * of about 100 KB each (mostly cutouts; FACTS.md) is about 10 MB, and the sidecar sends batches of
+     * of about 100 KB each (mostly cutouts; Rubin DMTN-102) is about 10 MB, and the sidecar sends batches of
      * several hundred. The same limit as the sidecar's and the Python SDK's.
      */
     public static final int MAX_MESSAGE_BYTES = 256 * 1024 * 1024;

@@ -74,11 +74,20 @@ def test_take_respects_byte_limit_but_always_sends_one():
 
 
 def test_abandon_forgets_unfinished_and_ignores_later_answers():
-    ledger, entries = ledger_with([0, 1])
+    ledger, entries = ledger_with([0, 1, 2])
     ledger.take(0, 10, 10**9)
-    assert ledger.abandon() == 2
+    ledger.resolve(entries[0], OUT)
+    assert [e.offset for e in ledger.emittable()] == [0]  # produced, its acknowledgement still to come
+    assert ledger.abandon() == 3
     assert ledger.revoked
-    assert ledger.advance() is None
+    # Answers that arrive after the partition was taken away: the worker's for
+    # 1 and 2, the cluster's acknowledgement of 0's output.
+    ledger.resolve(entries[1], OUT)
+    ledger.resolve(entries[2], FILTERED)
+    ledger.acknowledge(entries[0])
+    assert list(ledger.emittable()) == []  # nothing more is produced...
+    assert ledger.advance() is None  # ... and nothing committed: the next owner reads 0, 1 and 2 again
+    assert ledger.committed is None and ledger.unfinished == 0
 
 
 def test_buffered_bytes_fall_to_zero_when_done():

@@ -70,7 +70,7 @@ def test_the_newest_schema_is_11_or_later():
 def test_alerts_decode_with_the_registry_schema_to_the_records_made(registry, version, cutouts):
     factory = RubinAlertFactory(version, cutouts=cutouts, seed=11)
     records = [factory.make(i) for i in range(12)]
-    for record, alert in zip(records, factory.alerts(12)):
+    for record, alert in zip(records, factory.alerts(12), strict=True):  # 12 alerts, not fewer
         schema_id, decoded = decode(registry, alert)
         assert schema_id == factory.schema_id
         assert decoded == record
@@ -187,6 +187,7 @@ def test_ids_of_factories_with_different_seeds_do_not_collide():
         return {i for n in range(20) for i in all_source_ids(factory.make(n))}
 
     first, second = ids_of(1), ids_of(2)
+    assert len(first) == len(second) == 20 * 31  # 20 alerts of 31 sources each, all distinct
     assert not first & second
 
 

@@ -8,7 +8,10 @@ import fastavro
 import orjson
 import pytest
 
+from alert_worker import codecs
 from alert_worker.codecs import encode_confluent
+from alert_worker.exceptions import AlertDecodeError
+from alert_worker.testing import json_form, make_alert, ztf_alert
 from alert_sidecar.formats.decoding import DecodeError, convert_batch, decode, project, projection_tree, schema_id_of, to_json
 from alert_sidecar.formats.content import AVRO_CONFLUENT, AVRO_OCF, JSON, RAW
 from alert_sidecar.formats.avro_outputs import AvroOutput, EncodeError
@@ -28,11 +31,16 @@ RECORD = {"diaSourceId": 2**62 + 7, "flux": float("nan"), "stamp": b"\x00\xffFIT
 
 
 class OneSchema:
+    """A schema source of one id (``schema`` is what the decoders ask, ``parsed`` what sources implement)."""
+
     def parsed(self, schema_id):
         if schema_id != 42:
             from alert_sidecar.formats.schemas import UnknownSchemaError
             raise UnknownSchemaError(schema_id, "the test source")
         return SCHEMA
+
+    def schema(self, schema_id):
+        return self.parsed(schema_id)
 
 
 def framed(record, schema_id=42):
@@ -57,23 +65,46 @@ def test_corrupt_and_mislabelled_bytes_say_why():
         decode(value[:12], AVRO_CONFLUENT, OneSchema())
     with pytest.raises(DecodeError, match="leaves 3 bytes"):
         decode(value + b"abc", AVRO_CONFLUENT, OneSchema())
-    with pytest.raises(DecodeError, match="not Confluent wire format"):
+    with pytest.raises(DecodeError, match="not Confluent wire format: its first byte is 0x7b"):
+        decode(b'{"a": 1}', AVRO_CONFLUENT, OneSchema())
+    with pytest.raises(DecodeError, match="too short for the Confluent wire format"):
         decode(b"{}", AVRO_CONFLUENT, OneSchema())
-    with pytest.raises(DecodeError, match="not valid JSON"):
+    with pytest.raises(DecodeError, match="not a JSON document"):
         decode(b"{oops", JSON, OneSchema())
     with pytest.raises(DecodeError, match="no known format"):
         decode(b"abc", RAW, OneSchema())
 
 
+def container_file(records) -> bytes:
+    out = io.BytesIO()
+    fastavro.writer(out, SCHEMA, records)
+    return out.getvalue()
+
+
 def test_ocf_holds_one_alert():
-    out = io.BytesIO()
-    fastavro.writer(out, SCHEMA, [RECORD])
-    record, schema_id = decode(out.getvalue(), AVRO_OCF, OneSchema())
+    record, schema_id = decode(container_file([RECORD]), AVRO_OCF, OneSchema())
     assert record["diaSourceId"] == RECORD["diaSourceId"] and schema_id is None
-    out = io.BytesIO()
-    fastavro.writer(out, SCHEMA, [RECORD, RECORD])
-    with pytest.raises(DecodeError, match="holds 2 records"):
-        decode(out.getvalue(), AVRO_OCF, OneSchema())
+
+
+@pytest.mark.parametrize("count", [0, 2, 3])
+def test_a_container_file_of_other_than_one_record_is_refused_by_the_sidecar_and_the_sdk_alike(count):
+    """One alert per Kafka message is ZTF's form: the first of several is not taken for the whole."""
+    value = container_file([RECORD] * count)
+    said = "holds no record" if count == 0 else f"holds {count} records"
+    with pytest.raises(DecodeError, match=said) as sidecar:
+        decode(value, AVRO_OCF, OneSchema())
+    with pytest.raises(AlertDecodeError, match=said) as sdk:
+        codecs.decode_ocf(value)
+    assert sidecar.value.reason == str(sdk.value)
+    [converted] = convert_batch([value], [AVRO_OCF], None, OneSchema())  # what a stage dead-letters
+    assert converted.payload is None and said in converted.error and not converted.transient
+    alert = make_alert(value)
+    with pytest.raises(AlertDecodeError, match=said):
+        alert.record()  # a worker that takes the container file itself
+    with pytest.raises(AlertDecodeError, match=said):
+        json_form(alert)
+    with pytest.raises(AlertDecodeError, match=said):
+        ztf_alert(value)
 
 
 def test_projection_keeps_asked_fields_through_arrays():

@@ -14,13 +14,11 @@ from __future__ import annotations
 import base64
 import http.server
 import json
-import os
 import pickle
 import shutil
 import socket
 import threading
 import time
-from pathlib import Path
 
 import fastavro
 import pytest
@@ -42,10 +40,9 @@ from alert_sidecar.formats.schemas import (
     UnknownSchemaError,
     schema_source,
 )
+from tests.data import ZTF_PACKETS, ZTF_SCHEMA_DIR
 
 RUBIN = SchemaRegistry.all_schemas_from_filesystem()
-# The project's shared/ folder sits beside the checkout (or is named by ALERT_SIDECAR_SHARED).
-ZTF = Path(os.environ.get("ALERT_SIDECAR_SHARED", Path(__file__).resolve().parents[3] / "shared")) / "data" / "ztf"
 
 SMALL = {"type": "record", "name": "Small", "namespace": "test",
          "fields": [{"name": "id", "type": "long"}, {"name": "flux", "type": ["null", "float"]}]}
@@ -56,7 +53,8 @@ def framed(schema_id: int, schema, record) -> bytes:
 
 
 def ztf_record() -> dict:
-    with open(ZTF / "472263571115115000.avro", "rb") as handle:
+    [packet] = [path for path in ZTF_PACKETS if path.name == "472263571115115000.avro"]
+    with open(packet, "rb") as handle:
         return next(fastavro.reader(handle))
 
 
@@ -118,9 +116,9 @@ def test_directory_self_contained_id_file(tmp_path):
 def test_directory_in_ztfs_layout_resolves_named_types_from_the_other_files(tmp_path):
     # ZTF's schema folder as ZTF publishes it, plus the id file: alert.avsc refers
     # to ztf.alert.candidate, ztf.alert.cutout, ... defined in the other files.
-    for avsc in (ZTF / "schema").glob("*.avsc"):
-        shutil.copy(avsc, tmp_path / avsc.name)
-    shutil.copy(ZTF / "schema" / "alert.avsc", tmp_path / "7.avsc")
+    copied = [shutil.copy(avsc, tmp_path / avsc.name) for avsc in ZTF_SCHEMA_DIR.glob("*.avsc")]
+    assert len(copied) == 5
+    shutil.copy(ZTF_SCHEMA_DIR / "alert.avsc", tmp_path / "7.avsc")
     source = DirectorySchemas(tmp_path)
     text = source.schema_text(7)
     standalone = fastavro.parse_schema(json.loads(text))  # no named types needed from elsewhere
@@ -240,7 +238,7 @@ def test_sources_pickle_without_their_caches_and_work_after(tmp_path):
     chain.parsed(42)
     chain.parsed(1101)
     copy = pickle.loads(pickle.dumps(chain))
-    assert copy._parsed == {} and copy.sources[1]._files is None and copy.sources[0]._texts == {}
+    assert copy._parsed == {} and copy.sources[1]._rubin is None and copy.sources[0]._texts == {}
     assert copy.parsed(42)["name"] == "test.Small"
     assert copy.parsed(1101)["name"] == "lsst.v11_1.alert"
     registry = copy.sources[2]

@@ -12,23 +12,23 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import json
 import logging
-import struct
 from typing import Any
 
 import fastavro
 import orjson
 from fastavro.validation import ValidationError, validate
 
+from alert_worker.codecs import encode_confluent, named_types, plain_schema, schema_id_of
+
 from alert_sidecar.kafka.buffers import Buffer
 from alert_sidecar.exceptions import ConfigError, EncodeError
-from alert_sidecar.formats.content import AVRO_CONFLUENT, JSON, sniff
-from alert_sidecar.formats.schemas import plain_schema
+from alert_sidecar.formats.content import AVRO_CONFLUENT, sniff
+
+__all__ = ["AvroOutput", "EncodeError", "OutputEncoders"]
 
 log = logging.getLogger("alert_sidecar.outputs_encoding")
-
 
 
 class AvroOutput:
@@ -38,15 +38,15 @@ class AvroOutput:
         self.schema_path = schema_path
         self.schema_id = schema_id
         self.schema = fastavro.schema.load_schema(schema_path)
-        self._named = _named(self.schema)
-        self._header = b"\x00" + struct.pack(">I", schema_id)
+        self._named = named_types(self.schema)
 
     def encode(self, value: bytes, content_type: str) -> bytes:
         if content_type == AVRO_CONFLUENT or sniff(value) == AVRO_CONFLUENT:
-            if value[1:5] == self._header[1:]:
+            framed_id = schema_id_of(value)
+            if framed_id == self.schema_id:
                 return value  # already framed with this schema
-            raise EncodeError(f"is Avro of schema id {struct.unpack('>I', value[1:5])[0]}, "
-                              f"not of {self.schema_id} ({self.schema_path})")
+            what = "is not Confluent-framed Avro" if framed_id is None else f"is Avro of schema id {framed_id}"
+            raise EncodeError(f"{what}, not of {self.schema_id} ({self.schema_path})")
         try:
             record = orjson.loads(value)
         except orjson.JSONDecodeError:
@@ -57,32 +57,12 @@ class AvroOutput:
         except ValidationError as exc:
             raise EncodeError(f"does not fit schema {self.schema_path} (id {self.schema_id}): "
                               f"{_first_line(exc)}") from None
-        out = io.BytesIO()
-        out.write(self._header)
-        fastavro.schemaless_writer(out, self.schema, record)
-        return out.getvalue()
+        return encode_confluent(record, self.schema, self.schema_id)
 
 
 def _first_line(exc: Exception) -> str:
     text = " ".join(str(exc).split())
     return text[:500]
-
-
-def _named(schema: Any, found: dict | None = None) -> dict:
-    """Every named type (record, enum, fixed) in a parsed schema, by full name."""
-    found = {} if found is None else found
-    if isinstance(schema, list):
-        for branch in schema:
-            _named(branch, found)
-    elif isinstance(schema, dict):
-        if schema.get("type") in ("record", "enum", "fixed") and "name" in schema:
-            found[schema["name"]] = schema
-        for f in schema.get("fields", ()):
-            _named(f["type"], found)
-        for key in ("items", "values"):
-            if key in schema:
-                _named(schema[key], found)
-    return found
 
 
 def _from_json_form(value: Any, schema: Any, named: dict) -> Any:

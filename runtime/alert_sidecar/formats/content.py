@@ -1,43 +1,24 @@
-"""What an alert's bytes are, named as the media types of the contract.
+"""What an alert's bytes are, named as the media types of the contract, and the --in-format names.
 
-The sidecar does not decode alerts here; it only labels them so that a worker
-knows what it receives (Alert.content_type). Labelling looks at the first bytes
-only, so it costs nothing on the hot path.
+The media types, telling them apart by their first bytes (``sniff``) and what
+a worker's ``accepts`` takes (``accepted``) are the SDK's
+(``alert_worker.codecs``), so that the sidecar and its workers read them
+alike. The sidecar does not decode alerts here; it only labels them so that a
+worker knows what it receives (Alert.content_type).
 """
 
 from __future__ import annotations
 
+from alert_worker.codecs import AVRO_CONFLUENT, AVRO_OCF, JSON, accepted, sniff
+from alert_worker.codecs import OCTET_STREAM as RAW
+
 from alert_sidecar.exceptions import ConfigError
 
-RAW = "application/octet-stream"
-JSON = "application/json"
-AVRO_CONFLUENT = "application/vnd.apache.avro+confluent"
-AVRO_OCF = "application/vnd.apache.avro.ocf"
+__all__ = ["RAW", "JSON", "AVRO_CONFLUENT", "AVRO_OCF", "FORMATS", "AUTO", "sniff", "accepted", "content_type_for"]
 
-# --in-format names, as a user types them.
+# --in-format and ?format= names, as a user types them.
 FORMATS = {"raw": RAW, "json": JSON, "avro-confluent": AVRO_CONFLUENT, "avro-ocf": AVRO_OCF}
 AUTO = "auto"
-
-_OCF_MAGIC = b"Obj\x01"  # Avro Object Container File header (Avro spec)
-
-
-def sniff(value: bytes | None) -> str:
-    """The content type the bytes make unambiguous, else raw.
-
-    - ``Obj\\x01`` opens every Avro Object Container File (ZTF's form);
-    - magic byte 0 followed by a 4-byte schema id opens the Confluent wire
-      format (Rubin's form); JSON and text never start with a zero byte;
-    - ``{`` or ``[`` opens a JSON document.
-    """
-    if not value:
-        return RAW
-    if value.startswith(_OCF_MAGIC):
-        return AVRO_OCF
-    if value[0] == 0 and len(value) > 5:
-        return AVRO_CONFLUENT
-    if value[:1] in (b"{", b"["):
-        return JSON
-    return RAW
 
 
 def content_type_for(format_name: str) -> str | None:
@@ -49,11 +30,3 @@ def content_type_for(format_name: str) -> str | None:
     except KeyError:
         names = ", ".join([AUTO, *FORMATS])
         raise ConfigError(f"--in-format {format_name!r} is not a format: use one of {names}") from None
-
-
-def accepted(content_type: str, accepts: list[str]) -> bool:
-    """Whether a worker that listed ``accepts`` takes ``content_type`` (empty or */* means any)."""
-    if not accepts or "*/*" in accepts:
-        return True
-    major = content_type.split("/", 1)[0] + "/*"
-    return content_type in accepts or major in accepts

@@ -31,12 +31,14 @@ Two conditions are told apart, because the sidecar treats them oppositely:
 
 Sources are picklable (the stage hands them to decoder processes): what they
 fetched or parsed is left out of the pickle and fetched again where needed.
+Each is an ``alert_worker.codecs.SchemaResolver`` too (``schema`` is
+``parsed``), which the SDK's decoders take. Rubin's index and the walk of
+Avro named types that makes a schema's text stand alone are the SDK's.
 """
 
 from __future__ import annotations
 
 import base64
-import functools
 import http.client
 import json
 import os
@@ -55,7 +57,9 @@ from typing import Any
 import fastavro
 import fastavro.schema
 
-from alert_worker.codecs import rubin_schema_files
+from alert_worker.codecs import RubinSchemaResolver, inline_named_types, named_types, plain_schema
+from alert_worker.codecs.rubin import package_version
+from alert_worker.exceptions import MissingDependencyError
 
 from alert_sidecar.exceptions import (  # the schema errors are raised here; they live with the others
     ConfigError,
@@ -75,6 +79,9 @@ __all__ = [
     "SchemaRejected",
     "SchemaSource",
     "UnknownSchemaError",
+    "inline_named_types",
+    "named_types",
+    "plain_schema",
     "schema_source",
 ]
 
@@ -122,6 +129,10 @@ class SchemaSource(ABC):
                     self._parsed[schema_id] = parsed
         return parsed
 
+    def schema(self, schema_id: int) -> Any:
+        """``parsed``, by the name ``alert_worker.codecs.SchemaResolver`` gives it: a source is a resolver."""
+        return self.parsed(schema_id)
+
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k not in self._TRANSIENT}
 
@@ -148,76 +159,50 @@ def _parse(text: str, schema_id: int, where: str) -> Any:
 class RubinSchemas(SchemaSource):
     """Rubin's schema ids, from the registry the ``lsst-alert-packet`` package ships.
 
-    Rubin's id is the version in the schema's name (``lsst.v11_1.alert`` is
-    1101), so the package's files are indexed by name on the first lookup and
-    only the schema asked for is read. Reading all of them, as the package's
-    own ``SchemaRegistry`` does, costs about 0.5 s on this machine, which a
+    The index of the package's schema files is the SDK's
+    (``alert_worker.codecs.RubinSchemaResolver``): indexed by name on the
+    first lookup, only the schema asked for is read. Reading all of them, as
+    the package's own ``SchemaRegistry`` does, costs about 0.5 s, which a
     stage would pay before its first batch. Without the package every id is
     unknown here, with a message saying how to install it.
     """
 
-    _TRANSIENT = SchemaSource._TRANSIENT + ("_files", "_texts")
+    _TRANSIENT = SchemaSource._TRANSIENT + ("_rubin",)
 
     def _reset(self) -> None:
         super()._reset()
-        self._files: dict[int, str] | None = None
-        self._texts: dict[int, str] = {}
+        self._rubin: RubinSchemaResolver | None = None  # made on first use, in each process
 
     def known_ids(self) -> frozenset[int]:
         """Every Rubin id the installed lsst-alert-packet knows (300 for 3.0 ... 1101 for 11.1)."""
-        return frozenset(self._index())
+        try:
+            return self._index().known_ids()
+        except MissingDependencyError:
+            raise ConfigError(f"Rubin's schemas are not available: {_NO_PACKAGE}") from None
 
     def schema_text(self, schema_id: int) -> str:
-        text = self._texts.get(schema_id)
-        if text is None:
-            with self._lock:
-                files = self._index(schema_id)
-                if schema_id not in files:
-                    known = sorted(files)
-                    raise UnknownSchemaError(
-                        schema_id, self.describe(),
-                        f"Rubin's ids there are {known[0]} to {known[-1]}; a newer lsst-alert-packet may know it")
-                from lsst.alert.packet import Schema
-
-                text = json.dumps(plain_schema(Schema.from_file(files[schema_id]).definition))
-                self._texts[schema_id] = text
-        return text
+        try:
+            index = self._index()
+            if schema_id not in index.known_ids():
+                known = sorted(index.known_ids())
+                raise UnknownSchemaError(
+                    schema_id, self.describe(),
+                    f"Rubin's ids there are {known[0]} to {known[-1]}; a newer lsst-alert-packet may know it")
+            return index.schema_text(schema_id)
+        except MissingDependencyError:
+            raise UnknownSchemaError(schema_id, "Rubin's schemas", _NO_PACKAGE) from None
 
     def describe(self) -> str:
-        return f"Rubin's schemas in lsst-alert-packet {_package_version('lsst-alert-packet')}"
+        return f"Rubin's schemas in lsst-alert-packet {package_version()}"
 
-    def _index(self, schema_id: int | None = None) -> dict[int, str]:
+    def _index(self) -> RubinSchemaResolver:
         with self._lock:
-            if self._files is None:
-                try:
-                    import lsst.alert.packet  # noqa: F401 - the package itself, not only its schema module
-                    from lsst.alert.packet.schema import get_schema_root
-                except ImportError:
-                    missing = "the lsst-alert-packet package is not installed: pip install lsst-alert-packet"
-                    if schema_id is None:
-                        raise ConfigError(f"Rubin's schemas are not available: {missing}") from None
-                    raise UnknownSchemaError(schema_id, "Rubin's schemas", missing) from None
-                self._files = rubin_schema_files(get_schema_root())
-            return self._files
+            if self._rubin is None:
+                self._rubin = RubinSchemaResolver()
+            return self._rubin
 
 
-def plain_schema(schema: Any) -> Any:
-    """A fastavro-parsed schema back to plain Avro JSON: fastavro's own bookkeeping keys dropped."""
-    if isinstance(schema, dict):
-        return {k: plain_schema(v) for k, v in schema.items() if k not in ("__fastavro_parsed", "__named_schemas")}
-    if isinstance(schema, list):
-        return [plain_schema(v) for v in schema]
-    return schema
-
-
-@functools.cache
-def _package_version(name: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "(not installed)"
+_NO_PACKAGE = "the lsst-alert-packet package is not installed: pip install lsst-alert-packet"
 
 
 # --- A folder of .avsc files -------------------------------------------------------------
@@ -297,101 +282,6 @@ class DirectorySchemas(SchemaSource):
                     named.setdefault(name, definition)
             self._named = named
         return self._named
-
-
-# --- Named types: what a schema defines, and writing referenced types in -----------------------
-
-# Avro's primitive type names: never references to a named type.
-_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
-_NAMED_KINDS = frozenset({"record", "error", "enum", "fixed"})
-
-
-def _fullname(name: str, namespace: str | None) -> str:
-    return name if "." in name or not namespace else f"{namespace}.{name}"
-
-
-def _namespace_of(definition: dict, enclosing: str | None) -> str | None:
-    """The namespace a named type's definition sets for itself and the types inside it (Avro spec)."""
-    name = definition.get("name", "")
-    if "." in name:
-        return name.rsplit(".", 1)[0]
-    return definition.get("namespace", enclosing) or None
-
-
-def named_types(schema: Any, namespace: str | None = None, found: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Every named type (record, enum, fixed) a schema defines, by full name.
-
-    Each definition is given its namespace explicitly, so that it means the
-    same when written in somewhere else.
-    """
-    found = {} if found is None else found
-    if isinstance(schema, list):
-        for branch in schema:
-            named_types(branch, namespace, found)
-    elif isinstance(schema, dict):
-        kind = schema.get("type")
-        if kind in _NAMED_KINDS and isinstance(schema.get("name"), str):
-            own = _namespace_of(schema, namespace)
-            full = _fullname(schema["name"], own)
-            definition = dict(schema)
-            if "." not in schema["name"] and own:
-                definition["namespace"] = own
-            found.setdefault(full, definition)
-            for field in schema.get("fields", ()) if kind in ("record", "error") else ():
-                if isinstance(field, dict):
-                    named_types(field.get("type"), own, found)
-        elif kind == "array":
-            named_types(schema.get("items"), namespace, found)
-        elif kind == "map":
-            named_types(schema.get("values"), namespace, found)
-        elif isinstance(kind, (dict, list)):
-            named_types(kind, namespace, found)
-    return found
-
-
-def inline_named_types(schema: Any, named: dict[str, Any]) -> Any:
-    """``schema`` with each reference to a type of ``named`` it does not define written in at first use.
-
-    A reference to a name neither defined nor in ``named`` is left as it is
-    (fastavro then says which type is unknown).
-    """
-    defined: set[str] = set()
-
-    def walk(node: Any, namespace: str | None) -> Any:
-        if isinstance(node, str):
-            if node in _PRIMITIVES:
-                return node
-            candidates = [_fullname(node, namespace), node]
-            for full in candidates:
-                if full in defined:
-                    return node
-            for full in candidates:
-                if full in named:
-                    return walk(named[full], namespace)
-            return node
-        if isinstance(node, list):
-            return [walk(branch, namespace) for branch in node]
-        if not isinstance(node, dict):
-            return node
-        kind = node.get("type")
-        out = dict(node)
-        if kind in _NAMED_KINDS and isinstance(node.get("name"), str):
-            own = _namespace_of(node, namespace)
-            defined.add(_fullname(node["name"], own))
-            if kind in ("record", "error"):
-                out["fields"] = [
-                    {**field, "type": walk(field.get("type"), own)} if isinstance(field, dict) else field
-                    for field in node.get("fields", ())
-                ]
-        elif kind == "array":
-            out["items"] = walk(node.get("items"), namespace)
-        elif kind == "map":
-            out["values"] = walk(node.get("values"), namespace)
-        elif isinstance(kind, (str, dict, list)):
-            out["type"] = walk(kind, namespace)
-        return out
-
-    return walk(schema, None)
 
 
 # --- A Confluent-compatible schema registry ----------------------------------------------

@@ -65,7 +65,6 @@ which also brings numpy.
 from __future__ import annotations
 
 import datetime as dt
-import io
 import math
 import os
 import struct
@@ -76,8 +75,10 @@ from itertools import chain, islice, repeat
 from operator import itemgetter
 from typing import Any
 
-import fastavro
 import numpy as np
+
+from alert_worker.codecs import RubinSchemaResolver, confluent_header, encode_confluent, named_types, rubin_resolver
+from alert_worker.exceptions import MissingDependencyError
 
 from alert_sidecar.exceptions import ConfigError, SidecarError
 
@@ -127,7 +128,7 @@ BRIGHT_MAG_RANGE = (16.0, 20.0)  # 16: Rubin saturates near mag 16 in a 30 s vis
 _FAINT_SLOPE = 0.3 * math.log(10.0)  # fainter than 20, counts rise as 10**(0.3 m) to the depth
 
 # ---------------------------------------------------------------------------
-# Survey figures (their sources are in /work/shared/FACTS.md)
+# Survey figures, each with its public source (Rubin DMTN-102, DMTN-028, the LSST SRD)
 # ---------------------------------------------------------------------------
 
 ALERTS_PER_VISIT = 10_000  # Rubin's average per visit (DMTN-102)
@@ -167,37 +168,29 @@ _VISIT_STREAM = 1 << 100  # where per-visit random numbers start in the seed's s
 # ---------------------------------------------------------------------------
 
 
-def _packet():
+def _rubin() -> RubinSchemaResolver:
+    """Rubin's schema index (the SDK's), once lsst-alert-packet is known to be there."""
+    resolver = rubin_resolver()
     try:
-        import lsst.alert.packet as packet
-    except ImportError as exc:  # pragma: no cover - depends on the environment
+        resolver.known_ids()
+    except MissingDependencyError as exc:  # pragma: no cover - depends on the environment
         raise SidecarError(
             "Rubin alerts need the lsst-alert-packet package: pip install 'alert-sidecar[rubin]'"
         ) from exc
-    return packet
+    return resolver
 
 
 @lru_cache(maxsize=1)
 def schema_versions() -> tuple[str, ...]:
     """The versions of Rubin's alert schema that lsst-alert-packet ships, oldest first."""
-    root = _packet().get_schema_root()
-    found = []
-    for major in root.iterdir():
-        if not major.name.isdigit():
-            continue
-        for minor in major.iterdir():
-            if minor.name.isdigit() and minor.joinpath(f"lsst.v{major.name}_{minor.name}.alert.avsc").is_file():
-                found.append((int(major.name), int(minor.name)))
-    return tuple(f"{a}.{b}" for a, b in sorted(found))
+    return _rubin().versions()
 
 
 def latest_schema_version() -> str:
     """The newest version lsst-alert-packet ships."""
-    major, minor = _packet().get_latest_schema_version()
-    return f"{major}.{minor}"
+    return _rubin().latest_version()
 
 
-@lru_cache(maxsize=None)
 def _load_schema(version: str) -> tuple[int, dict]:
     """Registry id and parsed schema of a version such as "11.1"."""
     if version not in schema_versions():
@@ -205,30 +198,9 @@ def _load_schema(version: str) -> tuple[int, dict]:
             f"Rubin alert schema {version!r} is unknown: use one that lsst-alert-packet ships, "
             f"{', '.join(schema_versions())}"
         )
-    packet = _packet()
-    major, minor = version.split(".")
-    schema = packet.Schema.from_file(f"{packet.get_schema_path(major, minor)}/lsst.v{major}_{minor}.alert.avsc")
-    return schema.get_schema_id(), fastavro.parse_schema(schema.definition)
-
-
-def _named_types(schema: Any, found: dict[str, dict] | None = None) -> dict[str, dict]:
-    """Every named type (record, enum, fixed) a parsed schema defines, by full name."""
-    found = {} if found is None else found
-    if isinstance(schema, list):
-        for branch in schema:
-            _named_types(branch, found)
-    elif isinstance(schema, dict):
-        kind = schema.get("type")
-        if kind in ("record", "enum", "fixed"):
-            found[schema["name"]] = schema
-        for field in schema.get("fields", ()):
-            _named_types(field["type"], found)
-        for key in ("items", "values"):
-            if key in schema:
-                _named_types(schema[key], found)
-        if isinstance(kind, (dict, list)):
-            _named_types(kind, found)
-    return found
+    resolver = _rubin()
+    schema_id = resolver.schema_id(version)
+    return schema_id, resolver.schema(schema_id)
 
 
 def _resolve(avro_type: Any, named: dict[str, dict]) -> Any:
@@ -969,7 +941,7 @@ class RubinAlertFactory:
         if self.seed < 0:
             raise ConfigError(f"the seed must not be negative, not {self.seed}")
 
-        named = _named_types(self._parsed)
+        named = named_types(self._parsed)
         fields = {f["name"]: f["type"] for f in self._parsed["fields"]}
         self._alert = _RecordLayout(self._parsed, named)
         self._source = _RecordLayout(_non_null(fields["diaSource"], named)[1], named)
@@ -981,7 +953,7 @@ class RubinAlertFactory:
             self._forced = _RecordLayout(_non_null(items, named)[1], named)
         self._alert_id_field = self._alert.field("diaSourceId")
         self._cutout_fields = [f for f in ("cutoutDifference", "cutoutScience", "cutoutTemplate") if f in fields]
-        self._header = struct.pack(">bI", 0, self._schema_id)
+        self._header = confluent_header(self._schema_id)
         self._encoders: dict[str, _RecordEncoder] = {}
         try:
             self._encoder: _RecordEncoder | None = _RecordEncoder(self._parsed, named, self._encoders)
@@ -1031,10 +1003,7 @@ class RubinAlertFactory:
                 return self._header + self._encoder.encode(record)
             except (TypeError, ValueError, KeyError, AttributeError, OverflowError, struct.error):
                 pass  # not a record the fast encoder knows: fastavro decides, and explains
-        buffer = io.BytesIO()
-        buffer.write(self._header)
-        fastavro.schemaless_writer(buffer, self._parsed, record)
-        return buffer.getvalue()
+        return encode_confluent(record, self._parsed, self._schema_id)
 
     def alerts(self, n: int, start: int = 0) -> Iterator[bytes]:
         """Alerts ``start`` to ``start + n - 1``, encoded: ``encode(make(i))``, made faster."""

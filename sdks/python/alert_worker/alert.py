@@ -104,10 +104,7 @@ class Alert:
         if self._message.schema_id:
             return self._message.schema_id
         if codecs.media_type(self._message.content_type) == codecs.AVRO_CONFLUENT:
-            try:
-                return codecs.split_confluent(self._message.value[:5])[0]
-            except AlertDecodeError:
-                return 0
+            return codecs.schema_id_of(self._message.value) or 0
         return 0
 
     def record(self) -> dict[str, Any]:
@@ -148,8 +145,9 @@ class Alert:
           of the id in bytes 1 to 4 comes from the schemas the sidecar sent
           with the batch, else the worker's ``schema_resolver``, else Rubin's
           registry from ``lsst-alert-packet``;
-        - ``application/vnd.apache.avro.ocf`` (ZTF): the first record of the
-          container file, with the schema it carries.
+        - ``application/vnd.apache.avro.ocf`` (ZTF): the record of the
+          container file, with the schema it carries (a file of several
+          records is refused: one message holds one alert).
 
         Raises ``AlertDecodeError`` (the alert is then dead-lettered if the
         worker lets it escape) for any other content type or bad bytes.

@@ -21,7 +21,6 @@ with each batch, as a sidecar does for Confluent-framed alerts.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -33,15 +32,13 @@ from alertsidecar.v1 import worker_pb2
 
 from . import codecs, processing
 from .alert import Alert
-from .exceptions import AlertDecodeError, MissingDependencyError
+from .exceptions import MissingDependencyError
 from .results import HeaderValue, Result
 from .workers import Worker
 
 __all__ = ["make_alert", "run", "json_form", "rubin_sample", "rubin_alert", "ztf_alert"]
 
 AlertLike = Alert | worker_pb2.Alert
-
-_OCF_MAGIC = b"Obj\x01"  # opens every Avro Object Container File (Avro spec)
 
 
 def make_alert(value: Any, *, key: bytes | str | None = None, content_type: str | None = None,
@@ -69,15 +66,13 @@ def make_alert(value: Any, *, key: bytes | str | None = None, content_type: str 
         guessed = "text/plain; charset=utf-8"
     elif isinstance(value, (bytes, bytearray, memoryview)):
         data = bytes(value)
-        guessed = codecs.AVRO_OCF if data.startswith(_OCF_MAGIC) else codecs.OCTET_STREAM
+        guessed = codecs.AVRO_OCF if data.startswith(codecs.OCF_MAGIC) else codecs.OCTET_STREAM
     else:
         raise TypeError(f"make_alert takes bytes, a dict, a list or a str, not {type(value).__name__}")
     content_type = content_type or guessed
-    if schema_id is None:
-        schema_id = 0
-        if codecs.media_type(content_type) == codecs.AVRO_CONFLUENT:
-            with contextlib.suppress(AlertDecodeError):  # a broken value, to test dead letters: no id
-                schema_id = codecs.split_confluent(data[:5])[0]
+    if schema_id is None:  # a broken value, to test dead letters, has no id
+        framed = codecs.media_type(content_type) == codecs.AVRO_CONFLUENT
+        schema_id = (codecs.schema_id_of(data) if framed else None) or 0
     message = worker_pb2.Alert(
         id=f"{topic}/{partition}/{offset}", topic=topic, partition=partition, offset=offset,
         timestamp_ms=timestamp_ms, value=data, content_type=content_type, attempt=attempt,
@@ -135,11 +130,12 @@ def _as_message(alert: AlertLike) -> worker_pb2.Alert:
 
 
 def json_form(alert: Alert, fields: Sequence[str] = ()) -> Alert:
-    """An Avro alert as a sidecar sends it to a worker that accepts ``application/json``.
+    """An Avro alert as a sidecar sends it to a worker that accepts ``application/json``, byte for byte.
 
     The alert (from ``rubin_alert``, ``ztf_alert`` or a ``make_alert`` with an
-    Avro content type) is decoded and written in the contract's JSON form:
-    64-bit integers in full, bytes as base64, timestamps ISO 8601, NaN as null.
+    Avro content type) is decoded and written in the contract's JSON form by
+    the functions the sidecar uses (``codecs.encode_json_form``): 64-bit
+    integers in full, bytes as base64, timestamps ISO 8601 in UTC, NaN as null.
     ``fields`` projects it as the worker's ``fields`` would (dotted paths; a
     path through an array applies to each element; a path to a field the
     alert lacks is left out). The Kafka fields stay as they were;
@@ -148,44 +144,12 @@ def json_form(alert: Alert, fields: Sequence[str] = ()) -> Alert:
     kind = codecs.media_type(alert.content_type)
     if kind not in (codecs.AVRO_CONFLUENT, codecs.AVRO_OCF):
         raise ValueError(f"json_form() converts Avro alerts, and alert {alert.id} is {alert.content_type!r}")
-    record = alert.avro()
-    if fields:
-        record = _project(record, _field_tree(fields))
     message = alert.to_proto()
-    message.value = codecs.encode_json(record)
+    message.value = codecs.encode_json_form(alert.avro(), fields)
     message.content_type = codecs.JSON
     message.source_content_type = alert.content_type
     message.schema_id = alert.schema_id
     return Alert(message)
-
-
-# A projection as a tree of field names; None marks a field kept whole.
-_FieldTree = dict[str, "_FieldTree | None"]
-
-
-def _field_tree(fields: Sequence[str]) -> _FieldTree:
-    tree: _FieldTree = {}
-    for path in fields:
-        node = tree
-        *parents, last = path.split(".")
-        for name in parents:
-            child = node.setdefault(name, {})
-            if child is None:  # a shorter path keeps this field whole already
-                break
-            node = child
-        else:
-            node[last] = None
-    return tree
-
-
-def _project(value: Any, tree: _FieldTree | None) -> Any:
-    if tree is None:
-        return value
-    if isinstance(value, list):
-        return [_project(item, tree) for item in value]
-    if isinstance(value, dict):
-        return {name: _project(value[name], subtree) for name, subtree in tree.items() if name in value}
-    return value  # a null record or array, or a path into a scalar: as it is
 
 
 # --- Rubin and ZTF alerts -------------------------------------------------------
@@ -203,8 +167,8 @@ def _rubin_package() -> Any:
 
 def _rubin_version(version: str | None) -> tuple[int, int]:
     if version is None:
-        major, minor = _rubin_package().get_latest_schema_version()
-        return int(major), int(minor)
+        _rubin_package()  # says what to install if it is missing
+        version = codecs.rubin_resolver().latest_version()
     try:
         major_text, minor_text = version.split(".")
         return int(major_text), int(minor_text)
@@ -252,7 +216,7 @@ def ztf_alert(path: str | os.PathLike[str] | bytes, **make_alert_args: Any) -> A
     else:
         with open(path, "rb") as packet:
             data = packet.read()
-    if not data.startswith(_OCF_MAGIC):
+    if not data.startswith(codecs.OCF_MAGIC):
         raise ValueError(f"{path if not isinstance(path, bytes) else 'the bytes'} is not an Avro container file")
     codecs.decode_ocf(data)  # fail here, not in the worker, on a broken file
     return make_alert(data, content_type=codecs.AVRO_OCF, **make_alert_args)

@@ -46,10 +46,6 @@ _MAX_BATCH_SIZE = 2**32 - 1
 # joined by dots, as the contract's WorkerDescription.fields writes them.
 _FIELD_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 
-# The accepts entries under which a sidecar may send the JSON form, the only
-# form a projection applies to.
-_JSON_FORMS = frozenset({"*/*", "application/*", codecs.JSON})
-
 
 class Worker:
     """Base class of every worker: subclass it and override ``process`` or ``process_batch``.
@@ -151,7 +147,8 @@ class Worker:
                     f"like \"diaSource.psfFlux\" (names are letters, digits and _, not starting with a digit)")
         if len(set(self.fields)) != len(self.fields):
             raise WorkerDefinitionError(f"{who}: fields {list(self.fields)} repeats a path")
-        if self.fields and self.accepts and not _JSON_FORMS.intersection(self.accepts):
+        # A projection applies to the JSON form only, which a sidecar sends to workers that accept it.
+        if self.fields and not codecs.accepted(codecs.JSON, self.accepts):
             # Not an error: a worker may switch accepts back and forth, and the
             # contract says the projection is then ignored. But say so once.
             log.warning("worker %r declares fields %s, but a projection only applies to the JSON form and "

@@ -1,0 +1,143 @@
+"""Avro alerts: the Confluent wire format (Rubin's form) and Object Container Files (ZTF's form).
+
+- Confluent wire format: byte 0 is the magic byte 0, bytes 1 to 4 the schema
+  id as a big-endian unsigned integer, the rest a schemaless Avro body
+  (Confluent's serializers document it so). The writer schema comes from a
+  ``SchemaResolver``; the default one is Rubin's registry in
+  ``lsst-alert-packet``.
+- Object Container File: a file with its schema in the header, then blocks of
+  records (Avro specification, "Object Container Files"). ZTF sends one alert
+  per Kafka message, each a container file of one record: a file of several
+  records is refused, not read in part.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from typing import TYPE_CHECKING, Any
+
+import fastavro
+
+from ..exceptions import AlertDecodeError
+
+if TYPE_CHECKING:
+    from .resolvers import SchemaResolver
+
+__all__ = [
+    "CONFLUENT_HEADER_SIZE",
+    "confluent_header",
+    "schema_id_of",
+    "split_confluent",
+    "decode_confluent",
+    "encode_confluent",
+    "decode_ocf",
+]
+
+_CONFLUENT_MAGIC = 0
+_CONFLUENT_HEADER = struct.Struct(">BI")  # the magic byte, the schema id
+CONFLUENT_HEADER_SIZE = _CONFLUENT_HEADER.size
+
+
+# --- Confluent wire format -------------------------------------------------------------
+
+
+def confluent_header(schema_id: int) -> bytes:
+    """The 5 bytes that open a Confluent-framed value of ``schema_id``."""
+    if not 0 <= schema_id < 2**32:
+        raise ValueError(f"a Confluent schema id is 4 bytes unsigned; {schema_id} is out of range")
+    return _CONFLUENT_HEADER.pack(_CONFLUENT_MAGIC, schema_id)
+
+
+def schema_id_of(value: bytes | None) -> int | None:
+    """The schema id of a Confluent-framed value, or None if it is not framed (no magic byte 0, too short)."""
+    if value is None or len(value) < CONFLUENT_HEADER_SIZE or value[0] != _CONFLUENT_MAGIC:
+        return None
+    return _CONFLUENT_HEADER.unpack_from(value)[1]
+
+
+def split_confluent(data: bytes) -> tuple[int, bytes]:
+    """Split Confluent wire-format bytes into ``(schema_id, avro_body)``."""
+    if len(data) < CONFLUENT_HEADER_SIZE:
+        raise AlertDecodeError(
+            f"the value is {len(data)} bytes, too short for the Confluent wire format "
+            f"(a magic byte 0, a 4-byte schema id, then the Avro body)")
+    magic, schema_id = _CONFLUENT_HEADER.unpack_from(data)
+    if magic != _CONFLUENT_MAGIC:
+        raise AlertDecodeError(
+            f"the value is not Confluent wire format: its first byte is 0x{magic:02x}, "
+            f"not the magic byte 0x00")
+    return schema_id, bytes(data[CONFLUENT_HEADER_SIZE:])
+
+
+def decode_confluent(data: bytes, resolver: SchemaResolver | None = None) -> Any:
+    """Decode Confluent wire-format bytes with the writer schema ``resolver`` gives for their id.
+
+    ``resolver`` defaults to Rubin's registry (``rubin_resolver()``). Raises
+    ``AlertDecodeError`` when the bytes are not framed or the body does not
+    match its schema, and lets the resolver's error for an unknown id
+    (``UnknownSchemaError``) through.
+    """
+    if len(data) < CONFLUENT_HEADER_SIZE or data[0] != _CONFLUENT_MAGIC:
+        split_confluent(data)  # raises, saying what is wrong
+    schema_id = _CONFLUENT_HEADER.unpack_from(data)[1]
+    if resolver is None:
+        from .rubin import rubin_resolver
+
+        resolver = rubin_resolver()
+    schema = resolver.schema(schema_id)
+    body = io.BytesIO(memoryview(data)[CONFLUENT_HEADER_SIZE:])
+    try:
+        record = fastavro.schemaless_reader(body, schema, None)
+    except Exception as exc:  # fastavro raises EOFError, ValueError, IndexError, UnicodeDecodeError, ...
+        raise AlertDecodeError(
+            f"the Avro body does not decode with schema id {schema_id}: "
+            f"{type(exc).__name__}: {exc}") from exc
+    left = len(data) - CONFLUENT_HEADER_SIZE - body.tell()
+    if left:
+        # A body written with another schema than its id names can decode
+        # without an error into garbage; bytes left over are the tell-tale.
+        raise AlertDecodeError(
+            f"the Avro body leaves {left} bytes after a whole record of schema id {schema_id}: "
+            f"the record was not written with that schema")
+    return record
+
+
+def encode_confluent(record: Any, schema: Any, schema_id: int) -> bytes:
+    """Encode a record in the Confluent wire format with a schema and the id it is registered under.
+
+    ``schema`` is an Avro schema as a dict (parsed or not, as fastavro takes it).
+    """
+    buffer = io.BytesIO()
+    buffer.write(confluent_header(schema_id))
+    fastavro.schemaless_writer(buffer, schema, record)
+    return buffer.getvalue()
+
+
+# --- Object Container Files -------------------------------------------------------------
+
+
+def decode_ocf(data: bytes) -> Any:
+    """The one record of an Avro Object Container File (one ZTF alert per file).
+
+    Raises ``AlertDecodeError`` for bytes that are not a readable container
+    file, and for a file of no record or of several: one Kafka message holds
+    one alert, and reading only the first of several would lose the others
+    without a word.
+    """
+    try:
+        records = iter(fastavro.reader(io.BytesIO(data)))
+        first = next(records, _NONE)
+        extra = sum(1 for _ in records) if first is not _NONE else 0
+    except Exception as exc:  # fastavro raises ValueError, EOFError, SchemaParseException, ...
+        raise AlertDecodeError(
+            f"the value is not a readable Avro container file: {type(exc).__name__}: {exc}") from exc
+    if first is _NONE:
+        raise AlertDecodeError("the Avro container file holds no record; one alert per message is expected")
+    if extra:
+        raise AlertDecodeError(f"the Avro container file holds {1 + extra} records; one alert per message is "
+                               f"expected (ZTF's form): send each alert as a message of its own")
+    return first
+
+
+_NONE = object()

@@ -1,0 +1,116 @@
+"""Avro named types: what a schema defines, writing referenced types in, and fastavro's keys out.
+
+Schemas travel as text that must stand alone (``AlertBatch.schemas``, a
+registry's answer, a schema folder's id file), while Avro lets a schema refer
+by full name to record, enum and fixed types defined elsewhere: in the folder's
+other files (ZTF's schema folder), in referenced subjects (Confluent schema
+references), earlier in the same schema. Full names and namespaces follow the
+Avro specification ("Names").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["named_types", "inline_named_types", "plain_schema"]
+
+# Avro's primitive type names: never references to a named type.
+_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
+_NAMED_KINDS = frozenset({"record", "error", "enum", "fixed"})
+
+
+def _fullname(name: str, namespace: str | None) -> str:
+    return name if "." in name or not namespace else f"{namespace}.{name}"
+
+
+def _namespace_of(definition: dict, enclosing: str | None) -> str | None:
+    """The namespace a named type's definition sets for itself and the types inside it (Avro spec)."""
+    name = definition.get("name", "")
+    if "." in name:
+        return name.rsplit(".", 1)[0]
+    return definition.get("namespace", enclosing) or None
+
+
+def named_types(schema: Any, namespace: str | None = None, found: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every named type (record, enum, fixed) a schema defines, by full name.
+
+    Each definition is given its namespace explicitly, so that it means the
+    same when written in somewhere else.
+    """
+    found = {} if found is None else found
+    if isinstance(schema, list):
+        for branch in schema:
+            named_types(branch, namespace, found)
+    elif isinstance(schema, dict):
+        kind = schema.get("type")
+        if kind in _NAMED_KINDS and isinstance(schema.get("name"), str):
+            own = _namespace_of(schema, namespace)
+            full = _fullname(schema["name"], own)
+            definition = dict(schema)
+            if "." not in schema["name"] and own:
+                definition["namespace"] = own
+            found.setdefault(full, definition)
+            for field in schema.get("fields", ()) if kind in ("record", "error") else ():
+                if isinstance(field, dict):
+                    named_types(field.get("type"), own, found)
+        elif kind == "array":
+            named_types(schema.get("items"), namespace, found)
+        elif kind == "map":
+            named_types(schema.get("values"), namespace, found)
+        elif isinstance(kind, (dict, list)):
+            named_types(kind, namespace, found)
+    return found
+
+
+def inline_named_types(schema: Any, named: dict[str, Any]) -> Any:
+    """``schema`` with each reference to a type of ``named`` it does not define written in at first use.
+
+    A reference to a name neither defined nor in ``named`` is left as it is
+    (fastavro then says which type is unknown).
+    """
+    defined: set[str] = set()
+
+    def walk(node: Any, namespace: str | None) -> Any:
+        if isinstance(node, str):
+            if node in _PRIMITIVES:
+                return node
+            candidates = [_fullname(node, namespace), node]
+            for full in candidates:
+                if full in defined:
+                    return node
+            for full in candidates:
+                if full in named:
+                    return walk(named[full], namespace)
+            return node
+        if isinstance(node, list):
+            return [walk(branch, namespace) for branch in node]
+        if not isinstance(node, dict):
+            return node
+        kind = node.get("type")
+        out = dict(node)
+        if kind in _NAMED_KINDS and isinstance(node.get("name"), str):
+            own = _namespace_of(node, namespace)
+            defined.add(_fullname(node["name"], own))
+            if kind in ("record", "error"):
+                out["fields"] = [
+                    {**field, "type": walk(field.get("type"), own)} if isinstance(field, dict) else field
+                    for field in node.get("fields", ())
+                ]
+        elif kind == "array":
+            out["items"] = walk(node.get("items"), namespace)
+        elif kind == "map":
+            out["values"] = walk(node.get("values"), namespace)
+        elif isinstance(kind, (str, dict, list)):
+            out["type"] = walk(kind, namespace)
+        return out
+
+    return walk(schema, None)
+
+
+def plain_schema(schema: Any) -> Any:
+    """A fastavro-parsed schema back to plain Avro JSON: fastavro's own bookkeeping keys dropped."""
+    if isinstance(schema, dict):
+        return {k: plain_schema(v) for k, v in schema.items() if k not in ("__fastavro_parsed", "__named_schemas")}
+    if isinstance(schema, list):
+        return [plain_schema(v) for v in schema]
+    return schema

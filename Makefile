@@ -16,9 +16,10 @@ include sdks/r/r.mk
 
 all: test
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml sdks/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ./sdks/python
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 

@@ -21,7 +21,7 @@ of those bytes is a base64 string. Every function here takes any of these::
         picture = cutouts.cutout_png(stamp, size=128)     # PNG bytes, for a web page or a report
 
 ``stamps`` needs nothing more; the others need astropy (FITS, ZScale) and
-Pillow (PNG), installed with ``pip install 'alert-sidecar[cutouts]'``, and
+Pillow (PNG), the SDK's extra ``cutouts`` (``pip install './sdks/python[cutouts]'``), and
 imported on first use.
 """
 
@@ -61,7 +61,8 @@ _MAX_STAMP_BYTES = 64 * 1024 * 1024
 _LOOSE_SIMPLE = re.compile(rb"SIMPLE\s*=\s*T\b")
 _SIMPLE_CARD = b"SIMPLE  =" + b"T".rjust(21) + b" " * 50
 
-_CUTOUTS_EXTRA = "pip install 'alert-sidecar[cutouts]'"
+_CUTOUTS_EXTRA = ("install the SDK's extra cutouts: pip install './sdks/python[cutouts]' from the repository, "
+                  "or pip install 'alert-sidecar[cutouts]' beside the sidecar")
 
 
 # --- finding the stamps of an alert --------------------------------------------------

@@ -118,7 +118,7 @@ def _package() -> Any:
         raise MissingDependencyError(
             "decoding Rubin alerts (application/vnd.apache.avro+confluent) needs the "
             "lsst-alert-packet package, which is not installed: pip install lsst-alert-packet "
-            "(or alert-worker[rubin]), or give the worker a schema_resolver") from exc
+            "(the SDK's extra rubin), or give the worker a schema_resolver") from exc
     return packet
 
 

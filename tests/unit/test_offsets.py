@@ -88,6 +88,8 @@ def test_abandon_forgets_unfinished_and_ignores_later_answers():
     assert list(ledger.emittable()) == []  # nothing more is produced...
     assert ledger.advance() is None  # ... and nothing committed: the next owner reads 0, 1 and 2 again
     assert ledger.committed is None and ledger.unfinished == 0
+    assert ledger.in_flight == 0 and ledger.buffered_bytes == 0  # late answers change no count
+    assert entries[1].resolution is None
 
 
 def test_buffered_bytes_fall_to_zero_when_done():

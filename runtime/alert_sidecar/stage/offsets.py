@@ -206,6 +206,8 @@ class PartitionLedger:
             self._ready = deque(sorted([*self._ready, *returned], key=lambda e: e.offset))
 
     def resolve(self, entry: Entry, resolution: Resolution) -> None:
+        if self.revoked:
+            return  # a late answer for an abandoned alert: the partition's next owner reads it again
         if entry.state is not State.IN_FLIGHT:
             raise ValueError(f"alert at offset {entry.offset} answered while {entry.state.value}")
         entry.state = State.RESOLVED
@@ -229,6 +231,8 @@ class PartitionLedger:
 
     def acknowledge(self, entry: Entry) -> None:
         """One record of ``entry`` was acknowledged by its cluster."""
+        if self.revoked:
+            return  # everything was forgotten at revocation; nothing of it is committed here any more
         entry.unacked -= 1
         if entry.unacked == 0:
             self._finish(entry)

@@ -186,3 +186,5 @@ def test_verdicts_retries_and_dead_letters(kafka_bootstrap, new_topic, procs):
     sidecar.signal(signal.SIGTERM)
     assert sidecar.wait(30) == 0
     assert "dead_lettered=4" in sidecar.output
+    # The one drop is counted as such, not merely absent: a lost alert would not be.
+    assert "consumed=9 kept=4 filtered=1 dead_lettered=4" in sidecar.output

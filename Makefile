@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all setup demo test test-unit test-integration proto kafka-up kafka-down bench bench-quick clean
+.PHONY: all setup demo lint test test-unit test-integration proto kafka-up kafka-down bench bench-quick clean
 
 # The Java SDK and examples (Maven), and the R SDK (R and its packages from Debian).
 include sdks/java/java.mk
@@ -33,10 +33,14 @@ proto: $(STAMP)
 demo: $(STAMP)
 	$(PY) examples/demo.py
 
+# ruff, configured in pyproject.toml (generated code excluded).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
 # Everything: the Java SDK's JUnit tests, then every Python, integration and
 # conformance test (which start the Java and R workers built here; the R
 # package's testthat tests run from tests/integration/test_r_sdk.py).
-test: $(STAMP) java-test r-setup r-install
+test: $(STAMP) lint java-test r-setup r-install
 	$(PY) -m pytest -q -ra
 
 test-unit: $(STAMP)
@@ -67,6 +71,6 @@ kafka-down: $(STAMP)
 	$(VENV)/bin/alert-sidecar kafka down
 
 clean:
-	rm -rf $(VENV) $(QUIX_VENV) .pytest_cache build *.egg-info .rlib
+	rm -rf $(VENV) $(QUIX_VENV) .pytest_cache build *.egg-info .rlib sdks/python/build sdks/python/*.egg-info
 	-$(MVN) $(MVN_FLAGS) -q -f sdks/java/pom.xml clean
 	-$(MVN) $(MVN_FLAGS) -q -f examples/java/pom.xml clean

@@ -92,8 +92,8 @@ def _forwarded(value: bytes | None = None) -> tuple[Input, Outcome]:
 def _echoed(alert_id_text: str) -> tuple[Input, Outcome]:
     """The echo vector for 2^53+1 with ``alert_id_text`` written as the echoed id."""
     source = _input("echo_alert_id_2_53_plus_1")
-    value = ('{"id":"%s","topic":"conformance-t-in","partition":0,"offset":5,"key":null,"headers":{},'
-             '"attempt":0,"alert_id":%s}' % (SOURCE_ID, alert_id_text)).encode()
+    value = (f'{{"id":"{SOURCE_ID}","topic":"conformance-t-in","partition":0,"offset":5,"key":null,"headers":{{}},'
+             f'"attempt":0,"alert_id":{alert_id_text}}}').encode()
     return source, Outcome(out=[_output(value, None, ("content-type", b"application/json"))])
 
 

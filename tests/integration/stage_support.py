@@ -56,7 +56,7 @@ class Proc:
     env: dict = field(default_factory=dict)
     popen: subprocess.Popen | None = None
 
-    def start(self) -> "Proc":
+    def start(self) -> Proc:
         self._log = open(self.log_path, "ab")
         self.popen = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT,
                                       env={**os.environ, **self.env}, start_new_session=True, cwd=ROOT)

@@ -77,7 +77,6 @@ def test_rubin_versions_in_one_buffer_for_json_and_avro_workers(kafka_bootstrap,
 
 
 def test_every_lsst_sample_alert_through_a_stage(kafka_bootstrap, new_topic, procs):
-    from lsst.alert.packet import Schema
     import lsst.alert.packet as packet
 
     schema_root = Path(packet.__file__).parent / "schema"
@@ -162,8 +161,8 @@ def test_bad_bytes_and_unknown_schema_are_dead_lettered(kafka_bootstrap, new_top
     unknown = b"\x00" + (987654).to_bytes(4, "big") + good[5:]
     source, sink, dead = new_topic(), new_topic(), new_topic()
     write(kafka_bootstrap, source, [good, corrupt, unknown, good])
-    sidecar = run_stage(procs, kafka_bootstrap, source, uri(kafka_bootstrap, sink), dead, "json",
-                        "diaSourceId", "diaSource.psfFlux")
+    run_stage(procs, kafka_bootstrap, source, uri(kafka_bootstrap, sink), dead, "json",
+              "diaSourceId", "diaSource.psfFlux")
     assert len(read_topic(kafka_bootstrap, sink, minimum=2, timeout=60)) == 2
     letters = read_topic(kafka_bootstrap, dead, minimum=2, timeout=60)
     reasons = [header(m, "x-dead-letter-reason").decode() for m in letters]

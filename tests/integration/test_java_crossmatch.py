@@ -162,7 +162,7 @@ def test_crossmatch_annotates_every_alert_with_its_catalogue_sources(kafka_boots
         assert header(message, "x-crossmatch-class").decode() == annotation["classification"]
         assert header(message, "content-type") in (None, b"application/json")
         by_id[annotation["diaSourceId"]] = annotation
-    for value, record, classification in alerts:
+    for _value, record, classification in alerts:
         annotation = by_id.pop(record["diaSourceId"])
         source_record = record["diaSource"]
         assert annotation["diaObjectId"] == source_record["diaObjectId"]

@@ -154,7 +154,8 @@ def test_testing_builds_what_the_sidecar_sends(kafka_bootstrap, new_topic, procs
     # ... and it fails when one byte, or one field, is not what the sidecar sent.
     flipped = got["json"][3].value[:100] + bytes([got["json"][3].value[100] ^ 1]) + got["json"][3].value[101:]
     tampered = expected["json"][:3] + [make_alert(flipped, **_kafka_fields(expected["json"][3]))] + expected["json"][4:]
-    assert differences(got["json"], tampered)[0].startswith(f"alert {topic}/0/3: value differs (first difference at byte 100")
+    assert differences(got["json"], tampered)[0].startswith(
+        f"alert {topic}/0/3: value differs (first difference at byte 100")
     mislabelled = make_alert(alerts[-1].value, **{**_kafka_fields(alerts[-1]), "content_type": codecs.OCTET_STREAM})
     assert differences(got["raw"], expected["raw"][:-1] + [mislabelled]) == [
         f"alert {topic}/0/{len(alerts) - 1}: content_type differs"]

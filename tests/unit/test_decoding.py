@@ -12,7 +12,8 @@ from alert_worker import codecs
 from alert_worker.codecs import encode_confluent
 from alert_worker.exceptions import AlertDecodeError
 from alert_worker.testing import json_form, make_alert, ztf_alert
-from alert_sidecar.formats.decoding import DecodeError, convert_batch, decode, project, projection_tree, schema_id_of, to_json
+from alert_sidecar.formats.decoding import (DecodeError, convert_batch, decode, project, projection_tree, schema_id_of,
+                                            to_json)
 from alert_sidecar.formats.content import AVRO_CONFLUENT, AVRO_OCF, JSON, RAW
 from alert_sidecar.formats.avro_outputs import AvroOutput, EncodeError
 from alert_sidecar.simulate.rubin import RubinAlertFactory

@@ -407,7 +407,8 @@ class RegistrySchemas(SchemaSource):
             subject, version = reference.get("subject"), reference.get("version")
             what = f"reference {reference.get('name')!r} (subject {subject!r} version {version})"
             status, body = self._request(
-                "GET", f"/subjects/{urllib.parse.quote(str(subject), safe='')}/versions/{urllib.parse.quote(str(version))}")
+                "GET",
+                f"/subjects/{urllib.parse.quote(str(subject), safe='')}/versions/{urllib.parse.quote(str(version))}")
             if status == 404 and _error_code(body) in (_SUBJECT_NOT_FOUND, _VERSION_NOT_FOUND):
                 raise InvalidSchemaError(schema_id, self.describe(), f"its {what} is not in the registry")
             answer = self._expect_ok(status, body, what)
@@ -497,7 +498,8 @@ class RegistrySchemas(SchemaSource):
                                                          "is this the root of a Confluent-compatible API?")
         message = _error_message(body)
         if status in (401, 403):
-            reason = f"it refused the credentials for {what} (HTTP {status}: {message}): check user and password in the URL"
+            reason = (f"it refused the credentials for {what} (HTTP {status}: {message}): "
+                      "check user and password in the URL")
         elif status == 404:
             reason = (f"HTTP 404 for {what} without a Confluent error code ({message}): is the URL the root of a "
                       "Confluent-compatible API (for Apicurio Registry, .../apis/ccompat/v7)?")

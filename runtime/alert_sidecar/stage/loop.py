@@ -180,7 +180,8 @@ class Stage:
         self.dispatcher.close()
         c = self.counters
         log.info(
-            "stage stopped consumed=%d kept=%d filtered=%d dead_lettered=%d produced=%d retried=%d resent=%d abandoned=%d",
+            "stage stopped consumed=%d kept=%d filtered=%d dead_lettered=%d produced=%d retried=%d resent=%d "
+            "abandoned=%d",
             c.consumed, c.kept, c.filtered, c.dead_lettered, c.produced, c.retried, c.resent, c.abandoned,
         )
         if self.config.stats_file:

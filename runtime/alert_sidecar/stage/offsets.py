@@ -25,7 +25,8 @@ from __future__ import annotations
 import enum
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 
 class State(enum.Enum):
@@ -99,7 +100,8 @@ class PartitionLedger:
 
     def append(self, message: Any, offset: int, size: int, content_type: str = "", now: float = 0.0) -> Entry:
         if self._waiting and offset <= self._waiting[-1].offset:
-            raise ValueError(f"offset {offset} fetched after {self._waiting[-1].offset} on {self.topic}/{self.partition}")
+            raise ValueError(
+                f"offset {offset} fetched after {self._waiting[-1].offset} on {self.topic}/{self.partition}")
         alert_id = f"{self.topic}/{self.partition}/{offset}"
         entry = Entry(offset=offset, message=message, size=size, alert_id=alert_id, content_type=content_type,
                       fetched_at=now)

@@ -56,7 +56,7 @@ class Batch:
     ledger: Any  # offsets.PartitionLedger
     entries: list  # offsets.Entry, in offset order
     alert_ids: list[str]
-    worker: "WorkerClient | None" = None
+    worker: WorkerClient | None = None
     sent_at: float = 0.0
 
 
@@ -127,7 +127,7 @@ class WorkerClient:
     """
 
     endpoint: WorkerAddress
-    completions: "queue.Queue[Completion]"
+    completions: queue.Queue[Completion]
     call_timeout: float
     call: WorkerCall = WorkerCall.STREAM
     channel: grpc.Channel = field(init=False)
@@ -211,7 +211,7 @@ class WorkerClient:
             self._stream = stream = _Stream(self)
             if stream.submit(batch, request):
                 return
-            if self.call is WorkerCall.STREAM:  # the new stream ended before it took the batch: the worker is going away
+            if self.call is WorkerCall.STREAM:  # the new stream ended before it took the batch: the worker is leaving
                 self.completions.put(Completion(batch, error=CallFailed(
                     grpc.StatusCode.UNAVAILABLE, "the worker ended its stream as it opened")))
                 return

@@ -135,7 +135,7 @@ class ConnectChannel:
                 connection.close()
                 connection = self._new(timeout)
                 status, content_type, body = self._exchange(connection, method_path, request, headers, timeout)
-        except socket.timeout:
+        except TimeoutError:
             connection.close()  # an answer may still come: this connection is out of step
             raise ConnectError("deadline_exceeded",
                                f"no answer from {self.base_url}{method_path} within {timeout:g} s") from None
@@ -196,7 +196,7 @@ class ConnectChannel:
         for connection in idle:
             connection.close()
 
-    def __enter__(self) -> "ConnectChannel":
+    def __enter__(self) -> ConnectChannel:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -14,8 +14,8 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Union
 
 import grpc
 
@@ -64,7 +64,7 @@ class WatchEnded:
     error: BaseException
 
 
-Event = Union[Completion, WorkerBack, WatchEnded, object]
+Event = Completion | WorkerBack | WatchEnded | object
 
 
 class WorkerPool:

@@ -1,7 +1,6 @@
 """A test worker whose verdict is named by the alert itself (its "case" field)."""
 
 import argparse
-import json
 
 import alert_worker
 from alert_worker import Output

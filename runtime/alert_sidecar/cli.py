@@ -13,10 +13,12 @@ import signal
 import sys
 
 import click
+from click.core import ParameterSource
 
 from alert_sidecar import __version__
 from alert_sidecar.kafka.buffers import parse_buffer
-from alert_sidecar.config import ENV_PREFIX, default_dead_letter, default_group, load_config_file, parse_pairs, parse_routes, stats_path
+from alert_sidecar.config import (CLUSTERS, ENV_PREFIX, default_dead_letter, default_group, load_config_file,
+                                  parse_clusters, parse_routes, stats_path)
 from alert_sidecar.exceptions import ConfigError, SidecarError
 from alert_sidecar.formats.content import AUTO, FORMATS
 from alert_sidecar.stage.config import Ordering, StageConfig, StartFrom, default_of
@@ -96,8 +98,16 @@ topic missing; 4 worker unreachable, incompatible or broke the contract;
                    "[default: <in topic>.dead-letter on the input cluster]")
 @click.option("--route", "routes", multiple=True, envvar=f"{ENV_PREFIX}_ROUTE", metavar="NAME=BUFFER",
               help="Bind an output route the worker names to a buffer; repeatable.")
+@click.option("--cluster", "cluster", multiple=True, envvar=f"{ENV_PREFIX}_CLUSTER", metavar="NAME=HOST:PORT[,HOST:PORT]",
+              help="Name a Kafka cluster, for buffers kafka://NAME/TOPIC and settings of its own; repeatable.")
+@click.option("--cluster-config", "cluster_config", multiple=True, envvar=f"{ENV_PREFIX}_CLUSTER_CONFIG",
+              metavar="NAME:KEY=VALUE",
+              help="librdkafka setting for the clients of one cluster only, NAME a --cluster or a buffer's "
+                   "HOST:PORT[,HOST:PORT] (e.g. rubin:sasl.username=lasair); repeatable. Secrets as "
+                   "rubin:sasl.password=@file:PATH or =@env:VAR, read at start, never on the command line.")
 @click.option("--kafka-config", "kafka_config", multiple=True, metavar="KEY=VALUE",
-              help="librdkafka setting for every Kafka client (e.g. security.protocol=SASL_SSL); repeatable.")
+              help="librdkafka setting for every cluster's clients (e.g. client.id=lasair); repeatable. "
+                   "No secrets: they go with --cluster-config to their own cluster.")
 @click.option("--in-format", type=click.Choice([AUTO, *FORMATS]), default=AUTO, show_default=True,
               help="What input alerts are (same as ?format= on --in); 'auto' tells Avro container (ZTF), Confluent "
                    "wire format (Rubin) and JSON apart by their first bytes.")
@@ -159,7 +169,8 @@ topic missing; 4 worker unreachable, incompatible or broke the contract;
               show_default=True, help="Least important log lines to print (on stderr, one line per event).")
 @click.version_option(__version__, prog_name="alert-sidecar")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[-- COMMAND...]")
-def run(input_, output, workers, group, dead_letter, routes, kafka_config, in_format, schema_registry, schema_dir,
+def run(input_, output, workers, group, dead_letter, routes, cluster, cluster_config, kafka_config, in_format,
+        schema_registry, schema_dir,
         decoders, start_from, batch_size, batch_linger_ms, ordering,
         max_in_flight, max_buffered, max_buffered_mb, max_retries, retry_backoff, worker_timeout, worker_wait,
         drain_timeout, worker_protocol, worker_call, worker_processes, create_topics, progress_interval, stats_file, log_level, command):
@@ -176,10 +187,15 @@ def run(input_, output, workers, group, dead_letter, routes, kafka_config, in_fo
     """
     setup_logging(log_level)
     try:
-        in_buffer = parse_buffer(input_, what="--in")
+        context = click.get_current_context()
+        kafka_clusters = parse_clusters(
+            cluster, cluster_config, kafka_config, (context.default_map or {}).get(CLUSTERS),
+            settings_on_command_line=context.get_parameter_source("cluster_config") is ParameterSource.COMMANDLINE)
+        names = kafka_clusters.bootstraps()
+        in_buffer = parse_buffer(input_, what="--in", clusters=names)
         if in_format != AUTO:
             in_buffer = dataclasses.replace(in_buffer, format=in_format)
-        out_buffer = parse_buffer(output, what="--out")
+        out_buffer = parse_buffer(output, what="--out", clusters=names)
         if command and workers:
             raise ConfigError("give either --worker addresses or a worker command after --, not both")
         if not command and not workers:
@@ -190,9 +206,10 @@ def run(input_, output, workers, group, dead_letter, routes, kafka_config, in_fo
             output=out_buffer,
             group=group or default_group(in_buffer, out_buffer),
             workers=[address for w in workers for address in parse_worker_addresses(w, protocol)],
-            dead_letter=parse_buffer(dead_letter, what="--dead-letter") if dead_letter else default_dead_letter(in_buffer),
-            routes=parse_routes(routes),
-            kafka_config=parse_pairs(kafka_config, "--kafka-config"),
+            dead_letter=(parse_buffer(dead_letter, what="--dead-letter", clusters=names) if dead_letter
+                         else default_dead_letter(in_buffer)),
+            routes=parse_routes(routes, names),
+            clusters=kafka_clusters,
             schema_registry=schema_registry,
             schema_dir=schema_dir,
             decoders=decoders if decoders is not None else default_of("decoders"),
@@ -212,6 +229,7 @@ def run(input_, output, workers, group, dead_letter, routes, kafka_config, in_fo
             progress_interval=progress_interval,
             stats_file=stats_path(stats_file),
         )
+        kafka_clusters.check([config.input, *config.outputs.values()])  # reads every secret: a missing one stops here
         supervisor = None
         if command:
             from alert_sidecar.workers.process import Supervisor

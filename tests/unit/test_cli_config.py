@@ -34,7 +34,7 @@ def test_flags_make_the_stage_config(captured):
     assert config.routes["wl"].uri == "kafka://c:1/watch"
     assert config.dead_letter.uri == "kafka://a:1,a:2/alerts.dead-letter"
     assert config.group == "alert-sidecar.alerts.bright"
-    assert config.kafka_config == {"acks": "all"}
+    assert config.clusters.common == {"acks": "all"}
     assert config.retry.max_retries == 2
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from alert_sidecar.kafka.buffers import Buffer
-from alert_sidecar.exceptions import KafkaUnreachable
+from alert_sidecar.exceptions import ConfigError, KafkaUnreachable
 
 log = logging.getLogger("alert_sidecar.consumer")
 
@@ -22,7 +22,22 @@ log = logging.getLogger("alert_sidecar.consumer")
 METADATA_TIMEOUT_S = 10.0
 
 
-def consumer_config(buffer: Buffer, group: str, start_from: str, extra: dict[str, str]) -> dict:
+# Settings the input's consumer must keep off: either would let librdkafka
+# commit the offset of an alert that is not finished, which a crash then loses.
+_OFF_FOR_AT_LEAST_ONCE = ("enable.auto.commit", "enable.auto.offset.store")
+
+
+def refuse_unsafe_input(buffer: Buffer, extra: dict) -> None:
+    """Raise ConfigError if a setting of the input's cluster would break at-least-once."""
+    for key in _OFF_FOR_AT_LEAST_ONCE:
+        if key in extra and str(extra[key]).strip().lower() not in ("false", "0"):
+            raise ConfigError(
+                f"{key}={extra[key]} for the input {buffer} would commit alerts before they are finished, and a "
+                "crash would lose them: the sidecar commits each offset itself once its alert is done; remove it")
+
+
+def consumer_config(buffer: Buffer, group: str, start_from: str, extra: dict) -> dict:
+    refuse_unsafe_input(buffer, extra)
     config = {
         "bootstrap.servers": buffer.bootstrap,
         "group.id": group,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from alert_sidecar.kafka.buffers import Buffer
+from alert_sidecar.kafka.clusters import Clusters
 from alert_sidecar.stage.verdicts import DEAD_LETTER, RetryPolicy
 from alert_sidecar.workers.address import WorkerAddress
 from alert_sidecar.workers.clients import WorkerCall
@@ -55,7 +56,8 @@ class StageConfig:
     workers: list[WorkerAddress]
     dead_letter: Buffer
     routes: dict[str, Buffer] = field(default_factory=dict)
-    kafka_config: dict[str, str] = field(default_factory=dict)
+    # Where each buffer's cluster is and the settings of its clients (none: plaintext, librdkafka's defaults).
+    clusters: Clusters = field(default_factory=Clusters)
     # 100 alerts per call: on a 2-core machine one unary gRPC call per alert
     # caps Python near 2,000 alerts/s whatever the size, while 100 small alerts
     # per call go past 100,000/s; the per-call cost is what batching saves.

@@ -6,18 +6,6 @@ from click.testing import CliRunner
 from alert_sidecar import cli
 
 
-@pytest.fixture
-def captured(monkeypatch):
-    seen = {}
-
-    def fake_run_stage(config, supervisor):
-        seen["config"], seen["supervisor"] = config, supervisor
-        return 0
-
-    monkeypatch.setattr(cli, "_run_stage", fake_run_stage)
-    return seen
-
-
 def invoke(args, env=None):
     return CliRunner().invoke(cli.run, args, env=env or {}, catch_exceptions=False)
 

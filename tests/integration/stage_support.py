@@ -120,13 +120,14 @@ class Processes:
 
 
 def produce_alerts(bootstrap: str, topic: str, count: int, partitions: int, start: int = 0,
-                   keys: int = 0) -> list[dict]:
+                   keys: int = 0, config: dict | None = None) -> list[dict]:
     """Write ``count`` small JSON alerts, spread round-robin over partitions; return them.
 
     Ids are 64-bit and above 2**53, as Rubin's diaSourceIds are. With ``keys``,
-    records are keyed "k0".."k<keys-1>" in turn (as if by object).
+    records are keyed "k0".."k<keys-1>" in turn (as if by object). ``config``:
+    more client settings (a secured cluster's).
     """
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, **(config or {})})
     alerts = []
     for i in range(start, start + count):
         alert = {"diaSourceId": 2**60 + i, "seq": i, "partition": i % partitions}
@@ -139,13 +140,14 @@ def produce_alerts(bootstrap: str, topic: str, count: int, partitions: int, star
     return alerts
 
 
-def read_topic(bootstrap: str, topic: str, minimum: int = 0, timeout: float = 60.0, settle: float = 1.0) -> list:
+def read_topic(bootstrap: str, topic: str, minimum: int = 0, timeout: float = 60.0, settle: float = 1.0,
+               config: dict | None = None) -> list:
     """Every record of ``topic`` from the beginning, waiting until at least ``minimum`` are there.
 
-    Returns messages in partition order, each partition in offset order.
+    Returns messages in partition order, each partition in offset order. ``config``: more client settings.
     """
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4()}",
-                         "enable.auto.commit": False})
+                         "enable.auto.commit": False, **(config or {})})
     try:
         metadata = consumer.list_topics(topic, timeout=10)
         parts = sorted(metadata.topics[topic].partitions) if topic in metadata.topics else []

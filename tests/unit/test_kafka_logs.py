@@ -59,3 +59,17 @@ def test_other_kinds_pass_up_to_the_limit_and_the_rest_is_counted():
     late = record("FETCH", "rdkafka#consumer-1", "partition 9 failed")
     assert repeats.filter(late)
     assert late.getMessage().endswith("(2 other Kafka lines held back)")
+
+
+def test_a_client_remembers_why_the_cluster_refused_it():
+    from confluent_kafka import KafkaError
+
+    from alert_sidecar.kafka.logs import ClientErrors
+
+    errors = ClientErrors("input")
+    errors(KafkaError(KafkaError._TRANSPORT, "Connect to ipv4#127.0.0.1:9 failed"))
+    assert errors.why_refused() is None  # a broker that is not there refuses nothing
+    errors(KafkaError(KafkaError._AUTHENTICATION, "SASL authentication error: invalid credentials"))
+    assert errors.why_refused().startswith("the cluster refused the client's login: SASL authentication error")
+    errors(KafkaError(KafkaError._SSL, "SSL handshake failed: certificate verify failed"))
+    assert "TLS failed: SSL handshake failed" in errors.why_refused()

@@ -9,6 +9,11 @@ how ``status``, ``down`` and a later ``up`` find the cluster again.
 Kafka is not vendored: its jars are fetched once from Maven Central by the
 machine's own ``mvn`` into a cache, or taken from the ``libs/`` of an Apache
 Kafka release the user already has (``kafka_home``).
+
+Clients connect in plaintext, or, with ``security=SaslSsl(...)``, as to
+Rubin's and Lasair's brokers: SASL/SCRAM-SHA-512 over TLS, with users created
+when the storage is formatted. Brokers then talk to each other and to the
+controllers in plaintext on a listener of their own, on loopback as well.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -65,6 +71,15 @@ PROBE_TIMEOUT_S = 2.0
 KILL_TIMEOUT_S = 10.0
 
 STATE_FILE = "cluster.json"
+
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+# Kafka's least iteration count for SCRAM-SHA-512 (ScramMechanism's
+# minIterations), also its default: a dev cluster's users guard nothing that
+# is worth a slower login.
+SCRAM_ITERATIONS = 4096
+# A SCRAM user's name goes into StorageTool's SCRAM_CREDENTIAL syntax, where
+# ',', '=' and brackets would be read as its own.
+_SCRAM_USER = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 # For a tool that runs for a second: the quick compiler alone and the simplest
 # collector halve its start on a small machine, and it never runs long enough
@@ -241,6 +256,41 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+# --- Security of the client listener ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class SaslSsl:
+    """A client listener that asks for SASL/SCRAM-SHA-512 over TLS.
+
+    ``users`` (name to password) are SCRAM-SHA-512 users, created when the
+    storage is formatted. ``keystore`` is one PEM file holding the broker's
+    private key (PKCS#8, unencrypted) and its certificate chain, valid for
+    127.0.0.1; clients check it against the CA that signed it.
+    """
+
+    users: dict[str, str]
+    keystore: Path
+
+    def client_settings(self, user: str, ca: Path) -> dict[str, str]:
+        """The librdkafka settings of a client that logs in as ``user`` and trusts ``ca``."""
+        return {"security.protocol": "SASL_SSL", "sasl.mechanism": SCRAM_MECHANISM, "sasl.username": user,
+                "sasl.password": self.users[user], "ssl.ca.location": str(ca)}
+
+    def scram_credentials(self) -> list[str]:
+        """StorageTool's --add-scram arguments: salted, so that no password is on a command line."""
+        credentials = []
+        for name, password in sorted(self.users.items()):
+            if not _SCRAM_USER.match(name):
+                raise ConfigError(f"SCRAM user name {name!r} must be letters, digits, '.', '_' or '-'")
+            salt = os.urandom(16)
+            salted = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, SCRAM_ITERATIONS)
+            credentials.append(
+                f'{SCRAM_MECHANISM}=[name={name},iterations={SCRAM_ITERATIONS},'
+                f'salt="{base64.b64encode(salt).decode()}",saltedpassword="{base64.b64encode(salted).decode()}"]')
+        return credentials
+
+
 # --- What is recorded about a cluster --------------------------------------------
 
 
@@ -249,13 +299,20 @@ class BrokerRecord:
     """One broker as recorded in the state file."""
 
     id: int
-    port: int
+    port: int  # the clients' listener
     controller_port: int
     pid: int | None = None
+    # The brokers' own plaintext listener when the clients' is SASL_SSL; None when clients use plaintext too.
+    internal_port: int | None = None
 
     @property
     def address(self) -> str:
         return f"{HOST}:{self.port}"
+
+    @property
+    def plaintext_address(self) -> str:
+        """Where this process reaches the broker without credentials, to see whether it is ready."""
+        return f"{HOST}:{self.internal_port or self.port}"
 
 
 @dataclass
@@ -270,6 +327,10 @@ class ClusterRecord:
     @property
     def bootstrap(self) -> str:
         return ",".join(broker.address for broker in self.brokers)
+
+    @property
+    def plaintext_bootstrap(self) -> str:
+        return ",".join(broker.plaintext_address for broker in self.brokers)
 
     def broker(self, broker_id: int) -> BrokerRecord:
         for broker in self.brokers:
@@ -319,6 +380,7 @@ class LocalKafka:
         kafka_home: Path | None = None,
         version: str = DEFAULT_VERSION,
         *,
+        security: SaslSsl | None = None,
         progress: Callable[[str], None] | None = None,
     ) -> None:
         if brokers < 1:
@@ -327,6 +389,7 @@ class LocalKafka:
         self.brokers = brokers
         self.kafka_home = kafka_home
         self.version = version
+        self.security = security
         self._progress = progress or (lambda message: None)
 
     # Public API
@@ -407,13 +470,15 @@ class LocalKafka:
         # not worth keeping: the new one starts empty.
         for old in self.state_dir.glob("broker-*"):
             shutil.rmtree(old, ignore_errors=True)
-        ports = _free_ports(2 * self.brokers)
+        per_broker = 2 if self.security is None else 3  # clients, controller[, brokers]
+        ports = _free_ports(per_broker * self.brokers)
         record = ClusterRecord(
             cluster_id=_new_cluster_id(),
             java=str(java),
             libs=str(libs),
             brokers=[
-                BrokerRecord(id=n, port=ports[2 * (n - 1)], controller_port=ports[2 * (n - 1) + 1])
+                BrokerRecord(id=n, port=ports[per_broker * (n - 1)], controller_port=ports[per_broker * (n - 1) + 1],
+                             internal_port=ports[per_broker * (n - 1) + 2] if self.security else None)
                 for n in range(1, self.brokers + 1)
             ],
         )
@@ -452,17 +517,20 @@ class LocalKafka:
     def _write_config(self, record: ClusterRecord, broker: BrokerRecord) -> None:
         folder = self._broker_dir(broker.id)
         (folder / "data").mkdir(parents=True, exist_ok=True)
-        (folder / "server.properties").write_text(_server_properties(record, broker, folder / "data"))
+        (folder / "server.properties").write_text(_server_properties(record, broker, folder / "data", self.security))
         (folder / "log4j2.properties").write_text(_LOG4J2_TEMPLATE.format(log_file=folder / "broker.log"))
 
     def _format_storage(self, record: ClusterRecord) -> None:
         # One JVM per broker, run side by side: each takes a couple of seconds to start.
         runs = []
+        # The same credentials for every node: whichever controller leads holds the same users.
+        scram = [arg for credential in (self.security.scram_credentials() if self.security else [])
+                 for arg in ("--add-scram", credential)]
         for broker in record.brokers:
             folder = self._broker_dir(broker.id)
             command = _java_command(record, folder, "kafka.tools.StorageTool",
                                     "format", "-t", record.cluster_id, "-c", str(folder / "server.properties"),
-                                    jvm_options=_SHORT_LIVED_JVM)
+                                    *scram, jvm_options=_SHORT_LIVED_JVM)
             runs.append((broker, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                                   stdin=subprocess.DEVNULL, text=True)))
         outputs = [(broker, run.communicate()[0], run.returncode) for broker, run in runs]
@@ -528,7 +596,7 @@ class LocalKafka:
         consumer offsets topic not yet created); this is what a user does first.
         """
         topic = f"alert-sidecar-ready-{uuid.uuid4().hex[:12]}"
-        common = {"bootstrap.servers": record.bootstrap, "log_level": 0}
+        common = {"bootstrap.servers": record.plaintext_bootstrap, "log_level": 0}
         admin = AdminClient(common)
         try:
             try:
@@ -665,7 +733,8 @@ class LocalKafka:
 # --- Pieces without state --------------------------------------------------------
 
 
-def _server_properties(record: ClusterRecord, broker: BrokerRecord, data_dir: Path) -> str:
+def _server_properties(record: ClusterRecord, broker: BrokerRecord, data_dir: Path,
+                       security: SaslSsl | None = None) -> str:
     count = len(record.brokers)
     voters = ",".join(f"{b.id}@{HOST}:{b.controller_port}" for b in record.brokers)
     # Three copies as in production, but no more copies than brokers.
@@ -680,11 +749,8 @@ def _server_properties(record: ClusterRecord, broker: BrokerRecord, data_dir: Pa
 process.roles=broker,controller
 node.id={broker.id}
 controller.quorum.voters={voters}
-listeners=PLAINTEXT://{HOST}:{broker.port},CONTROLLER://{HOST}:{broker.controller_port}
-advertised.listeners=PLAINTEXT://{HOST}:{broker.port}
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+{_listener_properties(broker, security)}
 log.dirs={data_dir}
 
 # A consumer group's first member starts at once instead of waiting 3 s for others:
@@ -717,6 +783,28 @@ offsets.topic.num.partitions=10
 # quarter of ours; a dev cluster's consumer offsets need far less.
 log.cleaner.dedupe.buffer.size=16777216
 """
+
+
+def _listener_properties(broker: BrokerRecord, security: SaslSsl | None) -> str:
+    """The listeners: clients in plaintext, or with ``security`` in SASL_SSL beside the brokers' own."""
+    if security is None:
+        return f"""\
+listeners=PLAINTEXT://{HOST}:{broker.port},CONTROLLER://{HOST}:{broker.controller_port}
+advertised.listeners=PLAINTEXT://{HOST}:{broker.port}
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"""
+    return f"""\
+# Clients log in with SASL/SCRAM-SHA-512 over TLS, as to Rubin's and Lasair's
+# brokers; brokers and controllers talk in plaintext among themselves, on loopback.
+listeners=SASL_SSL://{HOST}:{broker.port},INTERNAL://{HOST}:{broker.internal_port},\
+CONTROLLER://{HOST}:{broker.controller_port}
+advertised.listeners=SASL_SSL://{HOST}:{broker.port},INTERNAL://{HOST}:{broker.internal_port}
+inter.broker.listener.name=INTERNAL
+listener.security.protocol.map=SASL_SSL:SASL_SSL,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT
+sasl.enabled.mechanisms={SCRAM_MECHANISM}
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location={security.keystore}"""
 
 
 def _java_command(record: ClusterRecord, folder: Path, main_class: str, *args: str,
@@ -762,7 +850,7 @@ def _registered_brokers(broker: BrokerRecord) -> set[int]:
     """The ids ``broker`` itself lists as registered, or none if it does not answer yet."""
     # A new client knows only this one broker, so the answer comes from it;
     # log_level 0 because refused connections are expected while it starts.
-    admin = AdminClient({"bootstrap.servers": broker.address, "log_level": 0})
+    admin = AdminClient({"bootstrap.servers": broker.plaintext_address, "log_level": 0})
     try:
         return set(admin.list_topics(timeout=PROBE_TIMEOUT_S).brokers)
     except KafkaException:

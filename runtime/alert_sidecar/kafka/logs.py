@@ -104,12 +104,36 @@ def kafka_logger(client: str) -> logging.Logger:
     return logger
 
 
-def error_logger(client: str) -> Callable[[KafkaError], None]:
-    """An ``error_cb`` that writes a client's errors to its logger, where repeats are held back."""
-    logger = kafka_logger(client)
+class ClientErrors:
+    """A client's ``error_cb``: writes each error to the client's logger, where repeats are held back.
 
-    def log_error(err: KafkaError) -> None:
+    It also keeps the last error that says why the cluster refused the
+    client (its credentials, its TLS), which no metadata request reports:
+    that reaches the user as the one line that ends the sidecar.
+    """
+
+    # librdkafka's codes for a cluster that answers but will not let the client in.
+    REFUSALS = frozenset({KafkaError._AUTHENTICATION, KafkaError._SSL, KafkaError.SASL_AUTHENTICATION_FAILED,
+                          KafkaError.UNSUPPORTED_SASL_MECHANISM, KafkaError.ILLEGAL_SASL_STATE})
+
+    def __init__(self, client: str) -> None:
+        self.client = client
+        self._logger = kafka_logger(client)
+        self.refusal: KafkaError | None = None
+
+    def __call__(self, err: KafkaError) -> None:
+        if err.code() in self.REFUSALS:
+            self.refusal = err
         # librdkafka reconnects by itself; these lines say why nothing moves meanwhile.
-        logger.warning("kafka problem side=%s code=%s reason=%r", client, err.name(), err.str())
+        self._logger.warning("kafka problem side=%s code=%s reason=%r", self.client, err.name(), err.str())
 
-    return log_error
+    def why_refused(self) -> str | None:
+        """What to tell a user whose client the cluster refused, or None if it did not."""
+        err = self.refusal
+        if err is None:
+            return None
+        if err.code() == KafkaError._SSL:
+            return (f"TLS failed: {err.str()}; check the cluster's security.protocol and ssl.ca.location "
+                    "(the CA that signed the brokers' certificates)")
+        return (f"the cluster refused the client's login: {err.str()}; check the cluster's sasl.mechanism, "
+                "sasl.username and sasl.password")

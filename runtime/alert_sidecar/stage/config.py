@@ -14,6 +14,7 @@ from typing import Any
 
 from alert_sidecar.kafka.buffers import Buffer
 from alert_sidecar.kafka.clusters import Clusters
+from alert_sidecar.kafka.start import StartFrom, StartPosition
 from alert_sidecar.stage.verdicts import DEAD_LETTER, RetryPolicy
 from alert_sidecar.workers.address import WorkerAddress
 from alert_sidecar.workers.clients import WorkerCall
@@ -29,14 +30,6 @@ class Ordering(enum.Enum):
     PARTITION = "partition"  # nothing: one batch in flight per partition
     KEY = "key"  # alerts of one record key stay in order; other keys overtake
     NONE = "none"  # batches of a partition run concurrently
-
-
-class StartFrom(enum.Enum):
-    """Where a consumer group with no committed offset starts reading."""
-
-    # The whole rolling buffer: a new stage must not skip what is already there.
-    EARLIEST = "earliest"
-    LATEST = "latest"
 
 
 def default_decoders() -> int:
@@ -99,7 +92,9 @@ class StageConfig:
     # second of work, and a commit per second is nothing to a broker.
     commit_interval: float = 1.0
     progress_interval: float = 10.0
-    start_from: StartFrom = StartFrom.EARLIEST
+    # Where the group starts on a partition it has no commit for: earliest,
+    # latest, a time or an offset (kafka/start.py, which gives the default's reason).
+    start_from: StartPosition = StartFrom.EARLIEST
     create_topics: bool = True
     stats_file: Path | None = None
     schema_registry: str | None = None

@@ -21,10 +21,12 @@ from alert_sidecar.config import (CLUSTERS, ENV_PREFIX, default_dead_letter, def
                                   parse_clusters, parse_routes, stats_path)
 from alert_sidecar.exceptions import ConfigError, SidecarError
 from alert_sidecar.formats.content import AUTO, FORMATS
-from alert_sidecar.stage.config import Ordering, StageConfig, StartFrom, default_of
+from alert_sidecar.kafka.start import parse_start
+from alert_sidecar.stage.config import Ordering, StageConfig, default_of
 from alert_sidecar.stage.loop import Stage
 from alert_sidecar.stage.verdicts import RetryPolicy
 from alert_sidecar.workers.address import Protocol, WorkerAddress, parse_worker_addresses
+from alert_sidecar.workers.tls import WorkerTls
 from alert_sidecar.workers.clients import WorkerCall
 
 log = logging.getLogger("alert_sidecar")
@@ -69,6 +71,7 @@ Other commands:
   alert-sidecar kafka down               stop it and delete its data
   alert-sidecar inspect SOURCE...        print alerts of a buffer or files as JSON lines
   alert-sidecar bench --in B --out B     write Rubin alerts in visit bursts, measure throughput and latency
+  alert-sidecar replay --from B --to B   produce dead letters again, as they were, once their cause is fixed
 
 \b
 Exit codes: 0 stopped cleanly; 2 bad option or config; 3 Kafka unreachable or
@@ -117,9 +120,13 @@ topic missing; 4 worker unreachable, incompatible or broke the contract;
               help="Folder of Avro schemas named <id>.avsc, looked up before Rubin's.")
 @click.option("--decoders", type=click.IntRange(0, 256), default=None,
               help="Processes decoding alerts for workers that ask for JSON (0: on the main thread). [default: one per core]")
-@click.option("--start-from", type=click.Choice([s.value for s in StartFrom]), default=default_of("start_from"),
-              show_default=True,
-              help="Where a group with no committed offset starts reading.")
+@click.option("--start-from", default=default_of("start_from"), show_default=True,
+              metavar="earliest|latest|TIME|OFFSET",
+              help="Where the group starts on a partition it has no committed offset for (a partition it has "
+                   "committed goes on from its commit): its first record, its end, the first record at or after "
+                   "TIME (ISO 8601, e.g. 2026-12-01T00:00Z; without a zone it is UTC, and a date alone is its "
+                   "00:00 UTC; the end if every record is older), or OFFSET on every partition (-N: N records "
+                   "before each partition's end). The log says which partition starts where.")
 @click.option("--batch-size", type=click.IntRange(1, 100000), default=default_of("batch_size"), show_default=True,
               help="Most alerts per call to a worker (a worker may ask for fewer).")
 @click.option("--batch-linger-ms", type=click.FloatRange(0), default=default_of("batch_linger") * 1000,
@@ -150,7 +157,19 @@ topic missing; 4 worker unreachable, incompatible or broke the contract;
 @click.option("--worker-protocol", type=click.Choice([p.value for p in Protocol]), default=None,
               envvar=f"{ENV_PREFIX}_WORKER_PROTOCOL",
               help="What the workers speak: gRPC (the default for HOST:PORT), or Connect over HTTP/1.1 (R "
-                   "workers; the default for http://HOST:PORT).")
+                   "workers; the default for http://HOST:PORT and https://HOST:PORT).")
+@click.option("--worker-tls-ca", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Reach the workers over TLS and check their certificates against the CA(s) in FILE (PEM). Any "
+                   "--worker-tls option turns TLS on for gRPC workers; a Connect worker over TLS is https://HOST:PORT "
+                   "(with the system's CAs if this is not given).")
+@click.option("--worker-tls-cert", type=click.Path(dir_okay=False), metavar="FILE",
+              help="The sidecar's own certificate (PEM), for workers that require one (mutual TLS); with "
+                   "--worker-tls-key.")
+@click.option("--worker-tls-key", type=click.Path(dir_okay=False), metavar="FILE",
+              help="The private key of --worker-tls-cert (PEM, unencrypted).")
+@click.option("--worker-tls-server-name", metavar="NAME",
+              help="The name the workers' certificates must be for, when it is not the host dialled "
+                   "(e.g. workers reached by IP address).")
 @click.option("--worker-call", type=click.Choice([c.value for c in WorkerCall]), default=default_of("worker_call"),
               show_default=True,
               envvar=f"{ENV_PREFIX}_WORKER_CALL",
@@ -173,7 +192,8 @@ def run(input_, output, workers, group, dead_letter, routes, cluster, cluster_co
         schema_registry, schema_dir,
         decoders, start_from, batch_size, batch_linger_ms, ordering,
         max_in_flight, max_buffered, max_buffered_mb, max_retries, retry_backoff, worker_timeout, worker_wait,
-        drain_timeout, worker_protocol, worker_call, worker_processes, create_topics, progress_interval, stats_file, log_level, command):
+        drain_timeout, worker_protocol, worker_tls_ca, worker_tls_cert, worker_tls_key, worker_tls_server_name,
+        worker_call, worker_processes, create_topics, progress_interval, stats_file, log_level, command):
     """Run one stage: consume BUFFER --in, call the worker, produce to --out.
 
     Alerts are committed only once every output (or their dead letter) is
@@ -201,11 +221,12 @@ def run(input_, output, workers, group, dead_letter, routes, cluster, cluster_co
         if not command and not workers:
             raise ConfigError("no worker: give --worker HOST:PORT, or a command after -- that starts one")
         protocol = Protocol(worker_protocol) if worker_protocol else None
+        worker_tls = WorkerTls.given(worker_tls_ca, worker_tls_cert, worker_tls_key, worker_tls_server_name)
         config = StageConfig(
             input=in_buffer,
             output=out_buffer,
             group=group or default_group(in_buffer, out_buffer),
-            workers=[address for w in workers for address in parse_worker_addresses(w, protocol)],
+            workers=[address for w in workers for address in parse_worker_addresses(w, protocol, worker_tls)],
             dead_letter=(parse_buffer(dead_letter, what="--dead-letter", clusters=names) if dead_letter
                          else default_dead_letter(in_buffer)),
             routes=parse_routes(routes, names),
@@ -224,7 +245,7 @@ def run(input_, output, workers, group, dead_letter, routes, cluster, cluster_co
             worker_wait=worker_wait,
             worker_call=WorkerCall(worker_call),
             drain_timeout=drain_timeout,
-            start_from=StartFrom(start_from),
+            start_from=parse_start(start_from),
             create_topics=create_topics,
             progress_interval=progress_interval,
             stats_file=stats_path(stats_file),
@@ -235,7 +256,7 @@ def run(input_, output, workers, group, dead_letter, routes, cluster, cluster_co
             from alert_sidecar.workers.process import Supervisor
 
             supervisor = Supervisor(list(command), worker_processes)
-            config.workers = [WorkerAddress("127.0.0.1", port, protocol or Protocol.GRPC)
+            config.workers = [WorkerAddress("127.0.0.1", port, protocol or Protocol.GRPC, worker_tls)
                               for port in supervisor.ports]
         sys.exit(_run_stage(config, supervisor))
     except SidecarError as err:
@@ -276,17 +297,19 @@ def _subcommands() -> dict[str, click.Command]:
         from alert_sidecar.commands.bench import bench_command
         from alert_sidecar.commands.inspect import inspect_command
         from alert_sidecar.commands.kafka import kafka_group
+        from alert_sidecar.commands.replay import replay_command
 
         SUBCOMMANDS["kafka"] = kafka_group
         SUBCOMMANDS["inspect"] = inspect_command
         SUBCOMMANDS["bench"] = bench_command
+        SUBCOMMANDS["replay"] = replay_command
     return SUBCOMMANDS
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: a subcommand by name, else the stage itself."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] in ("kafka", "inspect", "bench"):
+    if args and args[0] in ("kafka", "inspect", "bench", "replay"):
         command = _subcommands()[args[0]]
         command.main(args=args[1:], prog_name=f"alert-sidecar {args[0]}")
     else:

@@ -79,7 +79,7 @@ def test_worker_without_health_service(kafka_bootstrap, new_topic, procs):
     source = new_topic()
     port = free_port()
     procs.worker("liar.py", port, "--mode", "no-health")
-    time.sleep(1)
+    _wait_listening(port)  # so that what the sidecar meets is the missing service, not a worker still starting
     result = run_sidecar("--in", f"kafka://{kafka_bootstrap}/{source}", "--out", f"kafka://{kafka_bootstrap}/{source}-o",
                          "--worker", f"127.0.0.1:{port}", "--worker-wait", "3")
     assert_one_clear_line(result, 4, "health service")
@@ -237,3 +237,15 @@ def test_a_connect_server_that_is_no_alert_worker_is_refused(kafka_bootstrap, ne
     finally:
         server.shutdown()
     assert_one_clear_line(result, 4, f"worker at {address}", says)
+
+
+def _wait_listening(port: int, timeout: float = 30.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"nothing listens on port {port} after {timeout:g} s")

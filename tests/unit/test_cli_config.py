@@ -92,7 +92,7 @@ def test_worker_addresses_name_their_protocol(given, protocol, expected):
 
 
 @pytest.mark.parametrize("given, protocol, says", [
-    ("https://h:1", None, "only http://"),
+    ("grpc://h:1", None, "only http:// or https://"),
     ("http://h:1", "grpc", "--worker-protocol says grpc"),
     ("h:9-3", None, "must go up"),
     ("http://nohost", None, "is not HOST:PORT"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -194,6 +195,8 @@ def test_a_closed_channel_refuses_calls(server: _Server) -> None:
 
 def test_an_address_that_is_not_http_host_port_is_refused() -> None:
     with pytest.raises(ValueError):
-        ConnectChannel("https://example.invalid:443")
+        ConnectChannel("ftp://example.invalid:443")
     with pytest.raises(ValueError):
         ConnectChannel("http://127.0.0.1")
+    with pytest.raises(ValueError, match="plaintext"):
+        ConnectChannel("http://127.0.0.1:1", tls=ssl.create_default_context())

@@ -35,12 +35,13 @@ class Message:
 
 class Worker:
     address = "127.0.0.1:1"
+    name = "rules@127.0.0.1:1"
     call = WorkerCall.STREAM
 
 
 def _batch(ledger: PartitionLedger, n: int) -> Batch:
     for i in range(n):
-        ledger.append(Message(b"v%d" % i, headers=[("h", b"1")]), i, 2)
+        ledger.append(Message(b"v%d" % i), i, 2, headers=[("h", b"1")])
     entries = ledger.take(now=0.0, max_alerts=n, max_bytes=10**9)
     batch = Batch(1, ledger, entries, [e.alert_id for e in entries])
     batch.worker = Worker()
@@ -77,6 +78,8 @@ def test_each_verdict_has_its_outcome():
     letter = second.resolution.records[0]
     assert letter.buffer_name == DEAD_LETTER and letter.value == b"v1"
     assert dict(letter.headers)[REASON_HEADER] == b"bad stamp" and letter.headers[0] == ("h", b"1")
+    assert dict(letter.headers)["x-dead-letter-worker"] == b"rules@127.0.0.1:1"
+    assert dict(letter.headers)["x-dead-letter-offset"] == b"1"
     assert third.state is State.PENDING and third.attempts == 1 and third.last_error == "catalogue busy"
     assert fourth.state is State.PENDING and "verdict 99, unknown" in fourth.last_error
     assert counters.retried == 2 and counters.batches == 1
@@ -104,10 +107,12 @@ def test_a_worker_gone_costs_no_try_and_other_failures_cost_one():
     outcome = verdicts.call_failed(batch, CallFailed(grpc.StatusCode.UNAVAILABLE, "gone"))
     assert outcome is CallOutcome.WORKER_GONE
     assert [e.attempts for e in batch.entries] == [0, 0] and counters.resent == 2
-    batch = Batch(2, ledger, ledger.take(now=0.0, max_alerts=2, max_bytes=10**9), batch.alert_ids)
+    entries = ledger.take(now=0.0, max_alerts=2, max_bytes=10**9)
+    assert len(entries) == 1  # the batch the worker went away with is split in two
+    batch = Batch(2, ledger, entries, [e.alert_id for e in entries])
     batch.worker = Worker()
     assert verdicts.call_failed(batch, CallFailed(grpc.StatusCode.INTERNAL, "boom")) is CallOutcome.RETRIED
-    assert [e.attempts for e in batch.entries] == [1, 1]
+    assert [e.attempts for e in batch.entries] == [1]
     assert "worker call failed: INTERNAL: boom" in batch.entries[0].last_error
 
 
@@ -149,3 +154,37 @@ def test_a_worker_that_cannot_take_the_input_or_names_unbound_routes_is_refused(
         Negotiation(routes=["kept"], fixed_content_type=None).agree("w", _description(routes=["kept", "other"]))
     with pytest.raises(WorkerError, match="protocol version"):
         Negotiation(routes=[], fixed_content_type=None).agree("w", worker_pb2.WorkerDescription())
+
+
+def test_a_worker_that_dies_is_found_by_halving_and_its_alert_alone_counts_tries():
+    verdicts, counters = _verdicts(max_retries=1)
+    ledger = PartitionLedger("alerts", 0)
+    batch = _batch(ledger, 8)
+    gone = CallFailed(grpc.StatusCode.UNAVAILABLE, "the worker ended the stream")
+    sizes = []
+    while True:  # the worker dies on whatever batch holds offset 5
+        assert verdicts.call_failed(batch, gone) is CallOutcome.WORKER_GONE
+        entries = ledger.take(now=1e9, max_alerts=100, max_bytes=10**9)
+        while 5 not in [e.offset for e in entries]:  # batches without it are answered OK
+            batch = Batch(0, ledger, entries, [e.alert_id for e in entries])
+            batch.worker = Worker()
+            verdicts.answered(batch, worker_pb2.BatchResult(
+                results=[_answer(e.alert_id, worker_pb2.VERDICT_OK) for e in entries]))
+            entries = ledger.take(now=1e9, max_alerts=100, max_bytes=10**9)
+        sizes.append(len(entries))
+        batch = Batch(0, ledger, entries, [e.alert_id for e in entries])
+        batch.worker = Worker()
+        if len(entries) == 1 and entries[0].attempts == 1:
+            verdicts.call_failed(batch, gone)  # the second death alone: its tries are spent
+            break
+    assert sizes == [4, 2, 1, 1]
+    poison = entries[0]
+    assert poison.state is State.RESOLVED and poison.resolution.dead_letter_reason.startswith("gave up after 2")
+    assert "went away while it had this alert alone" in poison.resolution.dead_letter_reason
+    rest = ledger.take(now=1e9, max_alerts=100, max_bytes=10**9)
+    batch = Batch(0, ledger, rest, [e.alert_id for e in rest])
+    batch.worker = Worker()
+    verdicts.answered(batch, worker_pb2.BatchResult(results=[_answer(e.alert_id, worker_pb2.VERDICT_OK) for e in rest]))
+    done = list(ledger.emittable())
+    assert [e.offset for e in done] == list(range(8))  # every other alert was answered OK and not retried
+    assert all(e.attempts == 0 for e in done if e.offset != 5)

@@ -33,13 +33,16 @@ __all__ = ["Converted", "DecodeError", "DecoderPool", "convert_batch", "decode",
            "schema_id_of", "to_json"]
 
 
-def decode(value: bytes, content_type: str, schemas) -> tuple[Any, int | None]:
+def decode(value: bytes | None, content_type: str, schemas) -> tuple[Any, int | None]:
     """One alert's record and its Confluent schema id (None when it has none).
 
     ``schemas`` is a ``schemas.SchemaSource``. Raises DecodeError for bytes
-    that do not decode, and lets the source's UnknownSchemaError and
-    SchemaRegistryUnavailable through.
+    that do not decode and for a record with no value at all (None: a Kafka
+    tombstone, whatever format its buffer has), and lets the source's
+    UnknownSchemaError and SchemaRegistryUnavailable through.
     """
+    if value is None:
+        raise DecodeError("the record has no value (null, a tombstone): there is no alert to decode")
     try:
         if content_type == AVRO_CONFLUENT:
             return codecs.decode_confluent(value, schemas), schema_id_of(value)
@@ -112,7 +115,7 @@ def _end_with_the_sidecar(sidecar_pid: int) -> None:
     os._exit(0)
 
 
-def convert_batch(values: list[bytes], content_types: list[str], fields: tuple[str, ...] | None,
+def convert_batch(values: list[bytes | None], content_types: list[str], fields: tuple[str, ...] | None,
                   source=None) -> list[Converted]:
     """Decode alerts to the JSON form; one Converted per alert, in order."""
     from alert_sidecar.formats.schemas import SchemaRegistryUnavailable, UnknownSchemaError

@@ -151,6 +151,9 @@ def _parse(text: str, schema_id: int, where: str) -> Any:
         raise InvalidSchemaError(schema_id, where, f"{type(exc).__name__}: {exc}") from None
     except (TypeError, AttributeError, KeyError) as exc:  # JSON that is not a schema's shape
         raise InvalidSchemaError(schema_id, where, f"not an Avro schema ({type(exc).__name__}: {exc})") from None
+    except RecursionError:  # JSON nested about a thousand deep: json.loads recurses per level
+        raise InvalidSchemaError(schema_id, where, "its JSON is nested deeper than Python's recursion limit "
+                                                   "allows to read") from None
 
 
 # --- Rubin's ids, from lsst-alert-packet ----------------------------------------------
@@ -258,10 +261,12 @@ class DirectorySchemas(SchemaSource):
             except (OSError, UnicodeDecodeError) as exc:
                 raise InvalidSchemaError(schema_id, self.describe(), f"{file.name} cannot be read: {exc}") from None
             try:
-                schema = json.loads(raw)
+                text = json.dumps(inline_named_types(json.loads(raw), self._named_types()))
             except ValueError as exc:
                 raise InvalidSchemaError(schema_id, self.describe(), f"{file.name} is not JSON: {exc}") from None
-            text = json.dumps(inline_named_types(schema, self._named_types()))
+            except RecursionError:  # JSON nested about a thousand deep: reading and walking it recurse per level
+                raise InvalidSchemaError(schema_id, self.describe(), f"{file.name} is JSON nested deeper "
+                                                                     "than Python's recursion limit allows") from None
             self._texts[schema_id] = text
         return text
 

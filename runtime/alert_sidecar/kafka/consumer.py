@@ -14,6 +14,8 @@ from collections.abc import Callable
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from alert_sidecar.kafka.buffers import Buffer
+from alert_sidecar.kafka.logs import ClientErrors, kafka_logger
+from alert_sidecar.kafka.start import StartFrom, StartPosition, starts
 from alert_sidecar.exceptions import ConfigError, KafkaUnreachable
 
 log = logging.getLogger("alert_sidecar.consumer")
@@ -56,23 +58,30 @@ def consumer_config(buffer: Buffer, group: str, start_from: str, extra: dict) ->
         # Bounds what librdkafka prefetches (its default is 64 MB): the stage
         # holds fetched alerts itself and pauses when it holds too many.
         "queued.max.messages.kbytes": 32768,
-        "error_cb": _log_kafka_error,
+        # librdkafka's lines and errors through the sidecar's logging, repeats held back (logs.py).
+        "logger": kafka_logger("input"),
+        "error_cb": ClientErrors("input"),
     }
     config.update(extra)
     return config
 
 
-def _log_kafka_error(err: KafkaError) -> None:
-    # librdkafka reconnects by itself; these lines say why nothing moves meanwhile.
-    log.warning("kafka problem side=input code=%s reason=%r", err.name(), err.str())
-
-
 class InputConsumer:
     """The stage's consumer of its input buffer."""
 
-    def __init__(self, buffer: Buffer, group: str, start_from: str, extra: dict[str, str]) -> None:
+    def __init__(self, buffer: Buffer, group: str, start_from: StartPosition, extra: dict[str, str]) -> None:
         self.buffer = buffer
-        self._consumer = Consumer(consumer_config(buffer, group, start_from, extra))
+        self._start = start_from
+        # A time or an offset is applied when partitions are assigned (start.py);
+        # an offset that later falls out of range (retention deleted the records
+        # meanwhile) goes back to the earliest, as a new stage's does.
+        reset = start_from if isinstance(start_from, StartFrom) else StartFrom.EARLIEST
+        config = consumer_config(buffer, group, reset.value, extra)
+        # Under the cooperative protocols an assignment is applied in increments.
+        self._incremental = ("cooperative" in str(config.get("partition.assignment.strategy", ""))
+                             or str(config.get("group.protocol", "")).lower() == "consumer")
+        self._errors = config.get("error_cb")
+        self._consumer = Consumer(config)
         self.paused: set[tuple[str, int]] = set()
 
     def check_reachable(self) -> int:
@@ -80,10 +89,12 @@ class InputConsumer:
         try:
             metadata = self._consumer.list_topics(self.buffer.topic, timeout=METADATA_TIMEOUT_S)
         except KafkaException as exc:
+            self._consumer.poll(0)  # serves librdkafka's lines and errors of why (refused, TLS, login), said once
+            refused = self._errors.why_refused() if isinstance(self._errors, ClientErrors) else None
             raise KafkaUnreachable(
                 f"cannot reach Kafka at {self.buffer.bootstrap} (input buffer {self.buffer}) within "
-                f"{METADATA_TIMEOUT_S:g} s: {exc.args[0].str() if exc.args else exc}; is the broker running? "
-                "(`alert-sidecar kafka up` starts a local one)"
+                f"{METADATA_TIMEOUT_S:g} s: " + (refused or f"{exc.args[0].str() if exc.args else exc}; is the "
+                                                 "broker running? (`alert-sidecar kafka up` starts a local one)")
             ) from None
         topic = metadata.topics.get(self.buffer.topic)
         if topic is None or topic.error is not None or not topic.partitions:
@@ -95,10 +106,23 @@ class InputConsumer:
     def subscribe(self, on_assign: Callable, on_revoke: Callable, on_lost: Callable) -> None:
         self._consumer.subscribe(
             [self.buffer.topic],
-            on_assign=lambda c, parts: on_assign(parts),
+            on_assign=lambda c, parts: self._assigned(parts, on_assign),
             on_revoke=lambda c, parts: on_revoke(parts),
             on_lost=lambda c, parts: on_lost(parts),
         )
+
+    def _assigned(self, partitions: list[TopicPartition], on_assign: Callable) -> None:
+        # confluent-kafka applies the list it handed this callback as it was,
+        # offsets unset, whatever the callback changed in it (tried on a real
+        # broker): start positions hold only if the callback assigns itself.
+        positioned = starts(self._consumer, partitions, self._start, METADATA_TIMEOUT_S)
+        on_assign(positioned)
+        if not positioned and self._incremental:
+            return
+        if self._incremental:
+            self._consumer.incremental_assign(positioned)
+        else:
+            self._consumer.assign(positioned)
 
     def fetch(self, max_messages: int, timeout: float) -> list:
         """Up to ``max_messages`` alerts; errors are logged, end-of-partition events dropped."""
@@ -125,6 +149,19 @@ class InputConsumer:
             self.paused.difference_update(todo)
 
     def forget(self, partitions: list[tuple[str, int]]) -> None:
+        """Partitions revoked or lost: resume them in librdkafka too before they go.
+
+        librdkafka keeps a partition's pause flag across a revocation, so a
+        partition revoked while paused would come back paused and never be
+        fetched again; the set here and librdkafka's flags must not disagree.
+        Called from the revoke and lost callbacks, while they are still assigned.
+        """
+        todo = [p for p in partitions if p in self.paused]
+        if todo:
+            try:
+                self._consumer.resume([TopicPartition(t, p) for t, p in todo])
+            except KafkaException as exc:
+                log.warning("resume of revoked partitions failed reason=%r", str(exc))
         self.paused.difference_update(partitions)
 
     def commit(self, offsets: dict[tuple[str, int], int], asynchronous: bool) -> list[tuple[tuple[str, int], int]]:

@@ -19,17 +19,59 @@ from dataclasses import dataclass
 from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from alert_sidecar.kafka.buffers import Buffer
-from alert_sidecar.exceptions import KafkaUnreachable
+from alert_sidecar.kafka.logs import ClientErrors, kafka_logger
+from alert_sidecar.exceptions import ConfigError, KafkaUnreachable, OutputFailed
 
 log = logging.getLogger("alert_sidecar.producer")
 
 METADATA_TIMEOUT_S = 10.0
+# Kafka's default max.message.bytes for a topic (broker message.max.bytes):
+# 1 MB, also librdkafka's own default for message.max.bytes.
+DEFAULT_MAX_MESSAGE_BYTES = 1048588
+# What a record costs in its batch beyond key, value and headers (record and
+# batch headers, varints); a record within a topic's limit less this fits.
+RECORD_OVERHEAD_BYTES = 512
+# Replication that gives acks=all its meaning: with 3 replicas and
+# min.insync.replicas 2, an acknowledged record survives the loss of a broker
+# and the cluster still takes writes while one is down.
+REPLICATION_FACTOR = 3
+MIN_INSYNC_REPLICAS = 2
 
 
-def producer_config(bootstrap: str, extra: dict[str, str]) -> dict:
+class RecordTooLarge(Exception):
+    """The record is larger than its output buffer takes (the topic's max.message.bytes)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"{size} bytes, and its topic takes at most {limit}")
+        self.size = size
+        self.limit = limit
+
+
+class QueueFull(Exception):
+    """librdkafka's local queue is full: produce again after serving delivery reports."""
+
+
+def refuse_unsafe_output(cluster: str, extra: dict) -> None:
+    """Raise ConfigError if a setting of an output cluster would break at-least-once or order."""
+    for key in ("acks", "request.required.acks"):  # librdkafka's two names of one setting
+        acks = extra.get(key, "all")
+        if str(acks).strip().lower() not in ("all", "-1"):
+            raise ConfigError(
+                f"{key}={acks} for the outputs on {cluster} would count a record as written before every "
+                "in-sync replica has it, and its input is committed then: losing a broker would lose it; "
+                "remove it (acks=all)")
+    idempotence = extra.get("enable.idempotence", "true")
+    if str(idempotence).strip().lower() in ("false", "0"):
+        raise ConfigError(
+            f"enable.idempotence={idempotence} for the outputs on {cluster} would let librdkafka's retries "
+            "write duplicates and reorder a partition's outputs; remove it")
+
+
+def producer_config(bootstrap: str, extra: dict) -> dict:
+    refuse_unsafe_output(bootstrap, extra)
     config = {
         "bootstrap.servers": bootstrap,
         # At-least-once needs every in-sync replica to hold a record before
@@ -45,14 +87,12 @@ def producer_config(bootstrap: str, extra: dict[str, str]) -> dict:
         # Only prepare() creates topics, with the partition count it chose; a
         # broker's auto-creation would give them its own default instead.
         "allow.auto.create.topics": False,
-        "error_cb": _log_kafka_error,
+        # librdkafka's lines and errors through the sidecar's logging, repeats held back (logs.py).
+        "logger": kafka_logger("output"),
+        "error_cb": ClientErrors("output"),
     }
     config.update(extra)
     return config
-
-
-def _log_kafka_error(err: KafkaError) -> None:
-    log.warning("kafka problem side=output code=%s reason=%r", err.name(), err.str())
 
 
 @dataclass
@@ -63,26 +103,68 @@ class OutputBuffer:
     buffer: Buffer
     producer: Producer
     partitions: int = 1
+    max_record_bytes: int = DEFAULT_MAX_MESSAGE_BYTES  # the topic's max.message.bytes
 
 
 class Outputs:
     """Every output buffer of a stage and the producers that write them."""
 
-    def __init__(self, buffers: dict[str, Buffer], extra: dict[str, str]) -> None:
-        self._extra = extra
+    def __init__(self, buffers: dict[str, Buffer], settings_of: Callable[[Buffer], dict]) -> None:
+        # Each cluster's producer and admin client get that cluster's settings only (clusters.py).
+        self._settings_of = settings_of
         self._producers: dict[str, Producer] = {}
+        self._configs: dict[str, dict] = {}  # each cluster's producer settings
+        self._admins: dict[str, AdminClient] = {}
         self.buffers: dict[str, OutputBuffer] = {}
         for name, buffer in buffers.items():
-            producer = self._producers.get(buffer.bootstrap)
+            producer = self._producers.get(buffer.cluster)
             if producer is None:
-                producer = Producer(producer_config(buffer.bootstrap, extra))
-                self._producers[buffer.bootstrap] = producer
+                config = self._configs[buffer.cluster] = producer_config(buffer.bootstrap, settings_of(buffer))
+                producer = Producer(config)
+                self._producers[buffer.cluster] = producer
             self.buffers[name] = OutputBuffer(name, buffer, producer)
 
     def prepare(self, create_missing: bool, partitions: int) -> None:
-        """Check every output topic exists (creating it if allowed) and learn its partition count."""
+        """Check every output topic exists (creating it if allowed); learn its partitions and its record limit.
+
+        A producer is then sized to the largest record its cluster's output
+        topics take (librdkafka refuses larger records than its own
+        message.max.bytes, 1 MB by default, whatever the topic allows).
+        """
         for output in self.buffers.values():
             output.partitions = self._partitions_of(output, create_missing, partitions)
+            output.max_record_bytes = self._max_message_bytes(output)
+        for cluster, producer in list(self._producers.items()):
+            needed = max(o.max_record_bytes for o in self.buffers.values() if o.producer is producer)
+            config = self._configs[cluster]
+            if needed > int(config.get("message.max.bytes", DEFAULT_MAX_MESSAGE_BYTES)):
+                sized = Producer({**config, "message.max.bytes": needed + RECORD_OVERHEAD_BYTES})
+                self._producers[cluster] = sized
+                for output in self.buffers.values():
+                    if output.producer is producer:
+                        output.producer = sized
+                log.info("producer sized cluster=%s message_max_bytes=%d", cluster, needed + RECORD_OVERHEAD_BYTES)
+
+    def _max_message_bytes(self, output: OutputBuffer) -> int:
+        """The topic's max.message.bytes, or Kafka's default when the cluster does not say."""
+        resource = ConfigResource(ConfigResource.Type.TOPIC, output.buffer.topic)
+        try:
+            described = self._admin(output.buffer).describe_configs([resource])[resource].result(
+                timeout=METADATA_TIMEOUT_S)
+        except KafkaException as exc:
+            log.warning("topic config unreadable buffer=%s reason=%r; taking Kafka's default record limit",
+                        output.buffer, exc.args[0].str() if exc.args else str(exc))
+            return DEFAULT_MAX_MESSAGE_BYTES
+        entry = described.get("max.message.bytes")
+        return int(entry.value) if entry is not None and entry.value else DEFAULT_MAX_MESSAGE_BYTES
+
+    def _admin(self, buffer: Buffer) -> AdminClient:
+        admin = self._admins.get(buffer.cluster)
+        if admin is None:
+            admin = self._admins[buffer.cluster] = AdminClient(
+                {"bootstrap.servers": buffer.bootstrap, **self._settings_of(buffer), "logger": kafka_logger("admin"),
+                 "error_cb": ClientErrors("admin")})
+        return admin
 
     def _partitions_of(self, output: OutputBuffer, create_missing: bool, partitions: int) -> int:
         buffer = output.buffer
@@ -94,12 +176,16 @@ class Outputs:
             return len(topic.partitions)
         if not create_missing:
             raise KafkaUnreachable(f"{what} {buffer} does not exist: create it, or drop --no-create-topics")
-        replication = min(3, len(metadata.brokers))
-        admin = AdminClient({"bootstrap.servers": buffer.bootstrap, **self._extra})
-        future = admin.create_topics([NewTopic(buffer.topic, partitions, replication)])[buffer.topic]
+        replication = min(REPLICATION_FACTOR, len(metadata.brokers))
+        min_insync = MIN_INSYNC_REPLICAS if replication >= REPLICATION_FACTOR else 1
+        new = NewTopic(buffer.topic, partitions, replication, config={"min.insync.replicas": str(min_insync)})
+        future = self._admin(buffer).create_topics([new])[buffer.topic]
         try:
             future.result(timeout=METADATA_TIMEOUT_S)
-            log.info("created topic buffer=%s partitions=%d replication=%d", buffer, partitions, replication)
+            log.info("created topic buffer=%s partitions=%d replication=%d min_insync_replicas=%d%s", buffer,
+                     partitions, replication, min_insync,
+                     "" if replication >= REPLICATION_FACTOR else
+                     f" (the cluster has {len(metadata.brokers)} broker(s), so a record is on {replication} only)")
         except KafkaException as exc:
             err = exc.args[0]
             if err.code() != KafkaError.TOPIC_ALREADY_EXISTS:  # another instance of the stage made it first
@@ -118,9 +204,13 @@ class Outputs:
         try:
             return output.producer.list_topics(output.buffer.topic, timeout=METADATA_TIMEOUT_S)
         except KafkaException as exc:
+            output.producer.poll(0)  # serves librdkafka's lines and errors of why (refused, TLS, login), said once
+            errors = self._configs.get(output.buffer.cluster, {}).get("error_cb")
+            refused = errors.why_refused() if isinstance(errors, ClientErrors) else None
             raise KafkaUnreachable(
                 f"cannot reach Kafka at {output.buffer.bootstrap} ({what} {output.buffer}) within "
-                f"{METADATA_TIMEOUT_S:g} s: {exc.args[0].str() if exc.args else exc}; is the broker running?"
+                f"{METADATA_TIMEOUT_S:g} s: "
+                + (refused or f"{exc.args[0].str() if exc.args else exc}; is the broker running?")
             ) from None
 
     def produce(
@@ -132,23 +222,51 @@ class Outputs:
         input_partition: int,
         on_delivery: Callable,
     ) -> None:
+        """Hand one record to its buffer's producer; its delivery report comes to ``on_delivery``.
+
+        Raises QueueFull when librdkafka's queue has no room (produce it again
+        later, in order), RecordTooLarge when the buffer cannot take it, and
+        OutputFailed when the buffer cannot be written at all (its topic is
+        gone, or the producer has a fatal error). Never blocks.
+        """
         output = self.buffers[name]
+        size = record_size(value, key, headers)
+        if size + RECORD_OVERHEAD_BYTES > output.max_record_bytes:
+            raise RecordTooLarge(size, output.max_record_bytes - RECORD_OVERHEAD_BYTES)
         # -1 leaves a keyed record to the partitioner (same key, same partition).
         partition = input_partition % output.partitions if key is None else -1
-        while True:
-            try:
-                output.producer.produce(output.buffer.topic, value, key, partition,
-                                        on_delivery=on_delivery, headers=headers)
-                return
-            except BufferError:
-                # librdkafka's local queue is full: serve delivery reports until it has room.
-                output.producer.poll(0.05)
+        try:
+            output.producer.produce(output.buffer.topic, value, key, partition,
+                                    on_delivery=on_delivery, headers=headers)
+        except BufferError:
+            raise QueueFull() from None
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            code = err.code() if isinstance(err, KafkaError) else None
+            if code == KafkaError.MSG_SIZE_TOO_LARGE:
+                raise RecordTooLarge(size, output.max_record_bytes - RECORD_OVERHEAD_BYTES) from None
+            reason = err.str() if isinstance(err, KafkaError) else str(exc)
+            if code in (KafkaError._UNKNOWN_TOPIC, KafkaError.UNKNOWN_TOPIC_OR_PART):
+                raise OutputFailed(f"{output.buffer} no longer exists ({reason}); recreate the topic and start "
+                                   "the stage again: nothing after its last finished alert is committed") from None
+            if code == KafkaError._UNKNOWN_PARTITION:
+                raise OutputFailed(f"{output.buffer} has fewer partitions than when the stage started ({reason}); "
+                                   "start the stage again") from None
+            raise OutputFailed(f"cannot produce to {output.buffer}: {reason}; stopping so that nothing is "
+                               "committed past it") from None
 
-    def poll(self) -> None:
+    def poll(self, timeout: float = 0) -> None:
         for producer in self._producers.values():
-            producer.poll(0)
+            producer.poll(timeout)
 
     def flush(self, timeout: float) -> int:
         """Wait for outstanding records; return how many are still not acknowledged."""
         return sum(producer.flush(timeout) for producer in self._producers.values())
 
+
+def record_size(value: bytes | None, key: bytes | None, headers) -> int:
+    """Bytes of a record's key, value and headers, as a topic's limit counts them (before compression)."""
+    size = (len(value) if value else 0) + (len(key) if key else 0)
+    for name, data in headers or ():
+        size += len(name.encode() if isinstance(name, str) else name) + (len(data) if data else 0)
+    return size

@@ -83,11 +83,16 @@ class Dispatcher:
                 worker = self._pool.pick(self._config.max_in_flight)
                 if worker is None:
                     return
+                breaker = self._verdicts.breaker
+                if not breaker.allows(now):
+                    return  # the circuit is open: nothing goes out but its probe
                 entries = ledger.take(now, self.batch_size, self._config.max_batch_bytes,
                                       by_key=ordering is Ordering.KEY)
                 if entries:
                     progress = True
                     self._dispatch_batch(worker, ledger, entries)
+                else:
+                    breaker.unused_probe()
 
     def _dispatch_batch(self, worker: WorkerClient, ledger: PartitionLedger, entries: list[Entry]) -> None:
         entries = self._refuse_unaccepted(ledger, entries)
@@ -206,4 +211,4 @@ def _alert_fields(entries: list[Entry]):
         else:  # decoded by the sidecar for this worker
             value, content_type, source_content_type = payload, JSON, entry.content_type
         yield (entry.alert_id, entry.offset, timestamp if timestamp_type else 0, message.key(), value, content_type,
-               message.headers(), entry.attempts, source_content_type, entry.schema_id)
+               entry.headers, entry.attempts, source_content_type, entry.schema_id)

@@ -25,7 +25,7 @@ import time
 
 from alert_sidecar.exceptions import OutputFailed, SidecarError, WorkerError
 from alert_sidecar.formats.avro_outputs import OutputEncoders
-from alert_sidecar.formats.content import content_type_for, sniff
+from alert_sidecar.formats.content import RAW, content_type_for, sniff
 from alert_sidecar.formats.schemas import schema_source
 from alert_sidecar.kafka.consumer import InputConsumer
 from alert_sidecar.kafka.producer import Outputs
@@ -67,9 +67,10 @@ class Stage:
         schemas = schema_source(config.schema_registry, config.schema_dir)
         self.negotiation = Negotiation(config.routes, fixed_content_type)
         self.pool = WorkerPool(config.workers, config.worker_timeout, config.worker_call)
-        self.consumer = InputConsumer(config.input, config.group, config.start_from.value,
-                                      {**config.kafka_config, "on_commit": self._on_commit})
-        self.outputs = StageOutputs(Outputs(config.outputs, config.kafka_config),
+        # Each client gets its own cluster's settings only (kafka/clusters.py).
+        self.consumer = InputConsumer(config.input, config.group, config.start_from,
+                                      {**config.clusters.settings_for(config.input), "on_commit": self._on_commit})
+        self.outputs = StageOutputs(Outputs(config.outputs, config.clusters.settings_for),
                                     OutputEncoders(config.outputs, config.schema_registry, schemas),
                                     config.group, self.counters)
         self.verdicts = Verdicts(config.retry, config.group, self.counters, self.outputs.records_of)
@@ -166,6 +167,11 @@ class Stage:
     def _close(self, drain: bool) -> None:
         assigned = list(self.ledgers)
         self.consumer.pause(assigned)  # stop fetching
+        # Commit what is finished now, before the rest drains: an orchestrator
+        # may kill the stage when its grace period ends, and what was finished
+        # must not be done again then.
+        self.outputs.poll()
+        self._commit(asynchronous=False)
         if drain and assigned:
             settled = self._settle(assigned, time.monotonic() + self.config.drain_timeout)
             if not settled:
@@ -179,6 +185,7 @@ class Stage:
         self.pool.close()
         self.dispatcher.close()
         c = self.counters
+        c.circuit_opened = self.verdicts.breaker.opened
         log.info(
             "stage stopped consumed=%d kept=%d filtered=%d dead_lettered=%d produced=%d retried=%d resent=%d "
             "abandoned=%d",
@@ -192,13 +199,28 @@ class Stage:
     def _intake(self, messages: list) -> None:
         now = time.monotonic()
         fixed = self._content_type
+        unreadable = set()
         for message in messages:
             ledger = self.ledgers.get((message.topic(), message.partition()))
             if ledger is None:
                 continue  # a partition revoked since the fetch: its new owner reads it
             value = message.value()
-            ledger.append(message, message.offset(), len(value) if value else 0, fixed or sniff(value), now)
+            try:
+                headers = message.headers()
+            except (SystemError, UnicodeDecodeError) as exc:
+                # Kafka allows any bytes in a header key, but the client can
+                # only read keys that are UTF-8; nothing of them can be passed on.
+                entry = ledger.append(message, message.offset(), len(value) if value else 0, RAW, now)
+                self.verdicts.unreadable(ledger, entry, (
+                    f"a header key of this record is not UTF-8, which the sidecar's Kafka client cannot read "
+                    f"({type(exc).__name__}); its headers are left out of this dead letter"))
+                unreadable.add(ledger)
+                continue
+            ledger.append(message, message.offset(), len(value) if value else 0, fixed or sniff(value), now,
+                          headers)
         self.counters.consumed += len(messages)
+        for ledger in unreadable:
+            self.outputs.emit(ledger)
 
     # -- 3. collect (4. emit follows each answer) --------------------------
 
@@ -229,7 +251,8 @@ class Stage:
             except SidecarError as err:
                 self._fatal = err
                 return
-            self.pool.back(event)
+            if self.pool.back(event) and self._supervisor is not None:
+                self._supervisor.served(event.worker.endpoint.port)  # it was ready: restart it quickly next time
         elif isinstance(event, WatchEnded):
             self._fatal = event.error
         else:
@@ -332,12 +355,13 @@ class Stage:
         positions = self.consumer.position(keys) if keys else {}
         log.info(
             "progress consumed=%d kept=%d filtered=%d dead_lettered=%d produced=%d retried=%d rate=%.1f/s lag=%d "
-            "in_flight=%d held=%d partitions=%d workers_healthy=%d/%d paused=%s",
+            "in_flight=%d held=%d partitions=%d workers_healthy=%d/%d paused=%s circuit=%s",
             c.consumed, c.kept, c.filtered, c.dead_lettered, c.produced, c.retried,
             self._rate.read(c.kept + c.filtered + c.dead_lettered), self.consumer.lag(positions),
             sum(ledger.in_flight for ledger in self.ledgers.values()),
             sum(ledger.waiting for ledger in self.ledgers.values()),
             len(keys), self.pool.healthy_count, len(self.pool.workers), "yes" if self._paused_all else "no",
+            self.verdicts.breaker.state.value,
         )
 
 

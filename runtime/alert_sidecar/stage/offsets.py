@@ -64,8 +64,12 @@ class Entry:
     """One alert of one partition, with everything the sidecar knows about it."""
 
     offset: int
-    message: Any  # the confluent_kafka.Message: key, value, headers, timestamp
+    message: Any  # the confluent_kafka.Message: key, value, timestamp
     size: int
+    # The record's headers, read once at fetch (a header key that is not UTF-8
+    # cannot be read by the client at all: then None, and the alert is
+    # dead-lettered with the reason).
+    headers: list[tuple[str, bytes | None]] | None = None
     alert_id: str = ""  # "<topic>/<partition>/<offset>", Alert.id in the contract
     content_type: str = ""  # what the input bytes are
     payload: bytes | None = None  # the alert decoded for the worker (JSON form), kept across retries
@@ -73,6 +77,9 @@ class Entry:
     fetched_at: float = 0.0  # monotonic time it was fetched (batches linger for more)
     state: State = State.PENDING
     attempts: int = 0  # answers of RETRY (or failed calls) so far
+    # The most alerts the batch carrying this alert may hold: halved each time
+    # a worker dies with it in flight, to find the alert that kills it.
+    split_limit: int = 1 << 30
     not_before: float = 0.0  # monotonic time before which a retry must not be sent
     last_error: str = ""
     resolution: Resolution | None = None
@@ -98,13 +105,14 @@ class PartitionLedger:
     revoked: bool = False  # set when the partition is taken away; late answers are ignored
     _keys_in_flight: dict = field(default_factory=dict)  # record key -> alerts of it in flight (ordering by key)
 
-    def append(self, message: Any, offset: int, size: int, content_type: str = "", now: float = 0.0) -> Entry:
+    def append(self, message: Any, offset: int, size: int, content_type: str = "", now: float = 0.0,
+               headers: list | None = None) -> Entry:
         if self._waiting and offset <= self._waiting[-1].offset:
             raise ValueError(
                 f"offset {offset} fetched after {self._waiting[-1].offset} on {self.topic}/{self.partition}")
         alert_id = f"{self.topic}/{self.partition}/{offset}"
-        entry = Entry(offset=offset, message=message, size=size, alert_id=alert_id, content_type=content_type,
-                      fetched_at=now)
+        entry = Entry(offset=offset, message=message, size=size, headers=headers, alert_id=alert_id,
+                      content_type=content_type, fetched_at=now)
         self._waiting.append(entry)
         self._ready.append(entry)
         self.buffered_bytes += size
@@ -131,6 +139,8 @@ class PartitionLedger:
         it, an alert is held back only while an earlier alert of the same key is
         in flight or waiting: order is kept per key, and other keys go on.
         """
+        if self._ready:  # a batch no larger than its first alert allows (after a worker died on it)
+            max_alerts = min(max_alerts, self._ready[0].split_limit)
         if by_key:
             return self._take_by_key(now, max_alerts, max_bytes)
         batch: list[Entry] = []
@@ -206,6 +216,14 @@ class PartitionLedger:
             self._ready.extendleft(reversed(returned))
         else:  # several batches in flight: merge by offset
             self._ready = deque(sorted([*self._ready, *returned], key=lambda e: e.offset))
+
+    def settle_unsent(self, entry: Entry, resolution: Resolution) -> None:
+        """Resolve a PENDING alert that no worker will see (one the sidecar cannot hand over as it is)."""
+        if entry.state is not State.PENDING:
+            raise ValueError(f"alert at offset {entry.offset} settled unsent while {entry.state.value}")
+        self._ready.remove(entry)
+        entry.state = State.RESOLVED
+        entry.resolution = resolution
 
     def resolve(self, entry: Entry, resolution: Resolution) -> None:
         if self.revoked:

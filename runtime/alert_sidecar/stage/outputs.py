@@ -7,17 +7,27 @@
   that no buffer is bound to, or that does not fit its buffer's Avro schema,
   sends the alert to the dead-letter buffer instead, with the reason.
 - **Emission.** Records leave in offset order per input partition (the ledger
-  yields them so) through the producers of kafka/producer.py.
+  yields them so) through the producers of kafka/producer.py. Producing never
+  blocks: when librdkafka's queue is full, records wait in a backlog, in
+  order, that is drained after the producers' delivery reports are served, so
+  the loop goes on polling its consumer and no delivery report produces from
+  inside another.
 - **Delivery.** An acknowledged record counts toward its alert's commit
   (offsets.py). A record the cluster is slow to take is produced again; one it
-  refuses is replaced by a dead letter; a dead letter the dead-letter buffer
-  refuses stops the stage, so that nothing is committed past it.
+  refuses, or one larger than its buffer takes, is replaced by a dead letter. A
+  dead letter too large for the dead-letter buffer is replaced by a small one
+  that carries the reason, the source coordinates and the size. Any other
+  refusal by the dead-letter buffer, a topic that disappears or a fatal
+  producer error stops the stage, so that nothing is committed past it.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import time
+from collections import deque
 
 from confluent_kafka import KafkaError
 
@@ -25,12 +35,16 @@ from alertsidecar.v1 import worker_pb2
 
 from alert_sidecar.exceptions import EncodeError, OutputFailed
 from alert_sidecar.formats.avro_outputs import OutputEncoders
-from alert_sidecar.kafka.producer import Outputs
+from alert_sidecar.kafka.producer import Outputs, QueueFull, RecordTooLarge
 from alert_sidecar.stage.metrics import Counters
 from alert_sidecar.stage.offsets import Entry, PartitionLedger, Record, Resolution
-from alert_sidecar.stage.verdicts import DEAD_LETTER, OUTPUT_SOURCE_HEADER, dead_letter
+from alert_sidecar.stage.verdicts import (DEAD_LETTER, OUTPUT_SOURCE_HEADER, REASON_HEADER, SIZE_HEADER,
+                                          SOURCE_HEADER, STAGE_HEADER, dead_letter)
 
 log = logging.getLogger("alert_sidecar.stage")
+
+# How long a flush waits for delivery reports before it tries the backlog again.
+BACKLOG_WAIT_S = 0.05
 
 # Delivery errors worth producing again rather than dead-lettering: the output
 # cluster is slow or away, not refusing the record.
@@ -57,6 +71,8 @@ class StageOutputs:
         self._counters = counters
         self._plain_default_output = False
         self.fatal: OutputFailed | None = None  # set by a delivery report; the loop raises it
+        # Records waiting for room in librdkafka's queue, in the order they must leave.
+        self._backlog: deque[tuple[PartitionLedger, Entry, Record]] = deque()
 
     def prepare(self, create_topics: bool, partitions: int) -> None:
         """Check (or create) every output topic and load the output schemas."""
@@ -76,7 +92,7 @@ class StageOutputs:
             # general path's steps: the input record goes to --out as it is.
             output = outputs[0]
             if output.forward_input and not output.route and not output.headers:
-                headers = message.headers()
+                headers = entry.headers
                 return Resolution([Record("", message.value(), message.key(), headers + [source] if headers
                                           else [source])])
         records = []
@@ -88,7 +104,7 @@ class StageOutputs:
                 return dead_letter(entry, reason, self.stage)
             added = [(h.key, h.value) for h in output.headers]
             if output.forward_input:
-                headers = list(message.headers() or []) + added + [source]
+                headers = list(entry.headers or []) + added + [source]
                 value, content_type, key = message.value(), entry.content_type, message.key()
             else:
                 content_type = output.content_type
@@ -124,9 +140,61 @@ class StageOutputs:
                 self._produce(ledger, entry, record)
 
     def _produce(self, ledger: PartitionLedger, entry: Entry, record: Record) -> None:
+        if self._backlog:  # behind what already waits, to keep the order
+            self._backlog.append((ledger, entry, record))
+        elif not self._send(ledger, entry, record):
+            self._backlog.append((ledger, entry, record))
+
+    def _send(self, ledger: PartitionLedger, entry: Entry, record: Record) -> bool:
+        """Produce one record; False if librdkafka's queue is full (it must be sent again later)."""
         callback = functools.partial(self._delivered, ledger, entry, record)
-        self.producers.produce(record.buffer_name, record.value, record.key, record.headers, ledger.partition,
-                               callback)
+        try:
+            self.producers.produce(record.buffer_name, record.value, record.key, record.headers, ledger.partition,
+                                   callback)
+        except QueueFull:
+            return False
+        except RecordTooLarge as exc:
+            self._too_large(ledger, entry, record, str(exc))
+        except OutputFailed as exc:
+            self.fatal = self.fatal or exc
+        return True
+
+    def _drain_backlog(self) -> None:
+        backlog = self._backlog
+        while backlog and self.fatal is None:
+            ledger, entry, record = backlog[0]
+            if ledger.revoked:
+                backlog.popleft()
+                continue
+            if not self._send(ledger, entry, record):
+                return
+            backlog.popleft()
+
+    @property
+    def waiting(self) -> int:
+        """Records waiting for room in the producers' queues."""
+        return len(self._backlog)
+
+    def _too_large(self, ledger: PartitionLedger, entry: Entry, record: Record, why: str) -> None:
+        """Replace a record its buffer cannot take by a dead letter (or a small one, if even that is too large)."""
+        buffer = self.producers.buffers[record.buffer_name].buffer
+        if record.buffer_name != DEAD_LETTER:
+            reason = f"output to {buffer} is too large: {why}"
+            log.warning("dead letter alert=%s reason=%r", entry.alert_id, reason)
+            self._counters.dead_lettered += 1
+            for dead in dead_letter(entry, reason, self.stage).records:
+                self._produce(ledger, entry, dead)
+            return
+        reason = dict(record.headers).get(REASON_HEADER, b"").decode(errors="replace")
+        size = len(record.value or b"")  # the alert's own bytes, as its input held them
+        log.warning("dead letter too large alert=%s size=%d buffer=%s; writing a small one that names it",
+                    entry.alert_id, size, buffer)
+        summary = {"reason": reason, "source": entry.alert_id, "size": size,
+                   "dead_letter": f"the record was too large for {buffer}: {why}"}
+        self._produce(ledger, entry, Record(DEAD_LETTER, json.dumps(summary).encode(), record.key, [
+            (REASON_HEADER, reason.encode()), (SOURCE_HEADER, entry.alert_id.encode()),
+            (STAGE_HEADER, self.stage.encode()), (SIZE_HEADER, str(size).encode()),
+            ("content-type", b"application/json")]))
 
     # -- delivery (reports are served by poll() and flush(), on the loop's thread) --
 
@@ -138,6 +206,14 @@ class StageOutputs:
             self._counters.produced += 1
             return
         buffer = self.producers.buffers[record.buffer_name].buffer
+        if err.fatal():
+            self.fatal = self.fatal or OutputFailed(
+                f"the producer for {buffer} failed for good: {err.str()}; stopping so that nothing is committed "
+                "past it (starting the stage again resumes from its last commit)")
+            return
+        if err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+            self._too_large(ledger, entry, record, f"the cluster refused it: {err.str()}")
+            return
         if err.retriable() or err.code() in TRANSIENT_DELIVERY_ERRORS:
             log.warning("output not acknowledged buffer=%s alert=%s reason=%r; producing it again",
                         buffer, entry.alert_id, err.str())
@@ -151,13 +227,21 @@ class StageOutputs:
             for dead in dead_letter(entry, reason, self.stage).records:
                 self._produce(ledger, entry, dead)
         else:
-            self.fatal = OutputFailed(
+            self.fatal = self.fatal or OutputFailed(
                 f"the dead-letter buffer {buffer} refused alert {entry.alert_id}: {err.str()}; "
                 "stopping so that nothing is committed past it"
             )
 
     def poll(self) -> None:
+        """Serve delivery reports, then send what waited for room."""
         self.producers.poll()
+        if self._backlog:
+            self._drain_backlog()
 
     def flush(self, timeout: float) -> int:
-        return self.producers.flush(timeout)
+        """Deliver everything, the backlog included, for up to ``timeout`` s; return how many records are left."""
+        deadline = time.monotonic() + timeout
+        while self._backlog and self.fatal is None and time.monotonic() < deadline:
+            self.producers.poll(BACKLOG_WAIT_S)
+            self._drain_backlog()
+        return self.producers.flush(max(0.0, deadline - time.monotonic())) + len(self._backlog)

@@ -6,8 +6,13 @@
   contract says those mean RETRY, so nothing is lost): it is sent again after
   an exponential backoff, up to ``max_retries`` times, then dead-lettered.
 - A failed call: if the worker is gone (UNAVAILABLE, CANCELLED) the alerts wait
-  for it without counting a try; an answer the contract does not allow stops
-  the stage (WorkerError); any other failure counts a try for every alert.
+  for it without counting a try, and the batch is split: its alerts go out
+  next in batches of half its size. A worker that dies on one alert every
+  time is so found in a few halvings, and once that alert is sent alone and
+  the worker dies again, each death counts a try for it, so that it ends in the
+  dead-letter buffer after --max-retries while the rest of its partition goes
+  on. An answer the contract does not allow stops the stage (WorkerError); any
+  other failure counts a try for every alert of the batch.
 - Decoding for the worker: bytes that do not decode are dead-lettered, a
   registry that is down holds the alerts without counting a try, and a decoder
   process that dies counts a try, so that an alert that kills decoders ends as
@@ -20,6 +25,7 @@ and replayed into the input buffer once the cause is fixed.
 
 from __future__ import annotations
 
+import datetime
 import enum
 import logging
 import time
@@ -32,6 +38,7 @@ import grpc
 from alertsidecar.v1 import worker_pb2
 
 from alert_sidecar.exceptions import WorkerError
+from alert_sidecar.stage.breaker import CircuitBreaker
 from alert_sidecar.stage.metrics import Counters
 from alert_sidecar.stage.offsets import Entry, PartitionLedger, Record, Resolution, State
 from alert_sidecar.workers.clients import Batch, ContractBroken, WorkerCall, describe_rpc_error
@@ -43,11 +50,20 @@ log = logging.getLogger("alert_sidecar.stage")
 
 DEAD_LETTER = "dead-letter"  # the name of the dead-letter output among the stage's outputs
 
-# Headers of a dead-letter record.
+# Headers of a dead-letter record, added after the original record's own.
 REASON_HEADER = "x-dead-letter-reason"
 SOURCE_HEADER = "x-dead-letter-source"  # "<topic>/<partition>/<offset>" of the input alert
 STAGE_HEADER = "x-dead-letter-stage"  # the consumer group of the stage that gave up
 ATTEMPTS_HEADER = "x-dead-letter-attempts"
+WORKER_HEADER = "x-dead-letter-worker"  # name@address of the worker that answered last, when one did
+TOPIC_HEADER = "x-dead-letter-topic"  # the source coordinates again, one per header, for filters
+PARTITION_HEADER = "x-dead-letter-partition"
+OFFSET_HEADER = "x-dead-letter-offset"
+TIMESTAMP_HEADER = "x-dead-letter-timestamp"  # the input record's own timestamp, ms since 1970 UTC
+TIME_HEADER = "x-dead-letter-time"  # when the stage gave up, ISO 8601 UTC
+SIZE_HEADER = "x-dead-letter-size"  # on a dead letter that stands for a record too large to write: its bytes
+# Every header this sidecar adds to a dead letter starts so: a replay drops them.
+DEAD_LETTER_HEADER_PREFIX = "x-dead-letter-"
 # Added to every output: the input alert it came from, for lineage and replay.
 OUTPUT_SOURCE_HEADER = "x-alert-source"
 
@@ -75,23 +91,43 @@ class RetryPolicy:
         return attempts > self.max_retries
 
 
-def dead_letter(entry: Entry, reason: str, stage: str) -> Resolution:
-    """The resolution that sends ``entry``'s original record to the dead-letter buffer."""
+def dead_letter(entry: Entry, reason: str, stage: str, worker: str = "") -> Resolution:
+    """The resolution that sends ``entry``'s original record to the dead-letter buffer.
+
+    The original key, value and headers, byte for byte, then headers that say
+    why, where from, which stage and worker gave up, after how many attempts, and when.
+    """
     message = entry.message
-    headers = list(message.headers() or [])
+    topic, partition, offset = entry.alert_id.rsplit("/", 2)
+    timestamp_type, timestamp = message.timestamp() if hasattr(message, "timestamp") else (0, 0)
+    headers = list(entry.headers or [])
     headers += [
         (REASON_HEADER, reason.encode()),
         (SOURCE_HEADER, entry.alert_id.encode()),
         (STAGE_HEADER, stage.encode()),
         (ATTEMPTS_HEADER, str(entry.attempts).encode()),
+        (TOPIC_HEADER, topic.encode()),
+        (PARTITION_HEADER, partition.encode()),
+        (OFFSET_HEADER, offset.encode()),
     ]
+    if worker:
+        headers.append((WORKER_HEADER, worker.encode()))
+    if timestamp_type:
+        headers.append((TIMESTAMP_HEADER, str(timestamp).encode()))
+    headers.append((TIME_HEADER, _utc_now()))
     record = Record(DEAD_LETTER, message.value(), message.key(), headers)
     return Resolution([record], dead_letter_reason=reason)
+
+
+def _utc_now() -> bytes:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z").encode()
 
 
 class CallOutcome(enum.Enum):
     WORKER_GONE = "worker-gone"  # the worker is unavailable: its alerts wait for it
     RETRIED = "retried"  # the call failed; every alert of it counted a try
+    HELD = "held"  # the call failed as every call does now (circuit open): its alerts wait, no try counted
 
 
 class Verdicts:
@@ -103,6 +139,7 @@ class Verdicts:
         self.stage = stage  # the consumer group, named in dead letters
         self._counters = counters
         self._outputs_of = outputs_of  # the records of an OK answer (outputs.py)
+        self.breaker = CircuitBreaker()  # outage or poison (breaker.py)
 
     def answered(self, batch: Batch, result: worker_pb2.BatchResult) -> None:
         """Resolve or retry each alert of ``batch`` by its answer; WorkerError if the answers do not fit."""
@@ -111,6 +148,7 @@ class Verdicts:
         if [answer.id for answer in answers] != batch.alert_ids:  # the usual case is one answer each, in order
             answers = _answers_by_id(batch, answers)
         ledger = batch.ledger
+        worker = batch.worker.name
         retries = []
         for entry, answer in zip(batch.entries, answers):
             verdict = answer.verdict
@@ -118,18 +156,39 @@ class Verdicts:
                 ledger.resolve(entry, self._outputs_of(entry, answer))
             elif verdict == _DEAD_LETTER:
                 reason = answer.error or "the worker answered DEAD_LETTER without saying why"
-                ledger.resolve(entry, dead_letter(entry, reason, self.stage))
+                ledger.resolve(entry, dead_letter(entry, reason, self.stage, worker))
             else:
                 entry.last_error = answer.error or f"the worker answered {_verdict_name(verdict)}"
                 retries.append(entry)
+        if retries and len(retries) == len(batch.entries):
+            # Every alert of the batch answered RETRY: an outage of what the
+            # worker depends on, or one alert's trouble? The breaker decides.
+            if self.breaker.failed(batch.alert_ids, f"every alert answered RETRY ({retries[0].last_error})",
+                                   time.monotonic()):
+                ledger.give_back(retries)
+                self._counters.resent += len(retries)
+                return
+        else:
+            self.breaker.succeeded()
         if retries:
-            self.retry(ledger, retries)
+            self.retry(ledger, retries, worker=worker)
 
     def call_failed(self, batch: Batch, err: grpc.RpcError) -> CallOutcome:
         code = err.code()
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
-            batch.ledger.give_back(batch.entries)
-            self._counters.resent += len(batch.entries)
+            entries = [e for e in batch.entries if e.state is State.IN_FLIGHT]
+            if len(entries) == 1:
+                # Alone in its batch and the worker went away again: this alert
+                # may be what kills it. Count the try.
+                self.retry(batch.ledger, entries,
+                           f"the worker went away while it had this alert alone ({describe_rpc_error(err)})",
+                           worker=batch.worker.name)
+                return CallOutcome.WORKER_GONE
+            half = max(1, len(entries) // 2)
+            for entry in entries:
+                entry.split_limit = min(entry.split_limit, half)
+            batch.ledger.give_back(entries)
+            self._counters.resent += len(entries)
             return CallOutcome.WORKER_GONE
         if isinstance(err, ContractBroken) or code == grpc.StatusCode.UNIMPLEMENTED or (
                 code == grpc.StatusCode.INTERNAL and "eserializ" in (err.details() or "")):
@@ -139,10 +198,20 @@ class Verdicts:
                 f"worker at {worker.address} broke the contract on {call}: {describe_rpc_error(err)}; "
                 "it must answer each AlertBatch with one alertsidecar.v1.BatchResult of the same batch_id"
             )
-        self.retry(batch.ledger, batch.entries, f"worker call failed: {describe_rpc_error(err)}")
+        why = f"worker call failed: {describe_rpc_error(err)}"
+        entries = [e for e in batch.entries if e.state is State.IN_FLIGHT]
+        if self.breaker.failed(batch.alert_ids, why, time.monotonic()):
+            batch.ledger.give_back(entries)
+            self._counters.resent += len(entries)
+            return CallOutcome.HELD
+        half = max(1, len(entries) // 2)  # split, so that an alert that fails its whole batch is found
+        for entry in entries:
+            entry.split_limit = min(entry.split_limit, half)
+        self.retry(batch.ledger, entries, why, worker=batch.worker.name)
         return CallOutcome.RETRIED
 
-    def retry(self, ledger: PartitionLedger, entries: list[Entry], reason: str | None = None) -> None:
+    def retry(self, ledger: PartitionLedger, entries: list[Entry], reason: str | None = None,
+              worker: str = "") -> None:
         """Count a try for each alert; dead-letter those that have had their tries, send the rest again later."""
         policy = self.policy
         again = []
@@ -152,7 +221,7 @@ class Verdicts:
                 entry.last_error = reason
             if policy.exhausted(entry.attempts):
                 why = f"gave up after {entry.attempts} attempts: {entry.last_error}"
-                ledger.resolve(entry, dead_letter(entry, why, self.stage))
+                ledger.resolve(entry, dead_letter(entry, why, self.stage, worker))
             else:
                 again.append(entry)
         if again:
@@ -165,6 +234,10 @@ class Verdicts:
     def refuse(self, ledger: PartitionLedger, entry: Entry, reason: str) -> None:
         """Dead-letter an alert the worker cannot be given in any form it accepts."""
         ledger.resolve(entry, dead_letter(entry, reason, self.stage))
+
+    def unreadable(self, ledger: PartitionLedger, entry: Entry, reason: str) -> None:
+        """Dead-letter, at fetch, an alert the sidecar cannot hand to any worker as it is."""
+        ledger.settle_unsent(entry, dead_letter(entry, reason, self.stage))
 
     def decoded(self, batch: Batch, entries: list[Entry], results: list[Converted]) -> list[Entry]:
         """Apply the decoders' results; return the alerts now ready for the worker.

@@ -28,6 +28,7 @@ from alertsidecar.v1 import worker_pb2, worker_pb2_grpc
 from alert_sidecar.workers.connect import ConnectChannel, ConnectError, health_check
 from alert_sidecar.exceptions import WorkerError
 from alert_sidecar.workers.address import WorkerAddress
+from alert_sidecar.workers.tls import diagnose
 
 log = logging.getLogger("alert_sidecar.dispatch")
 
@@ -138,9 +139,11 @@ class WorkerClient:
     outages: int = 0
     _healthy: threading.Event = field(default_factory=threading.Event)
     last_problem: str = ""
+    # What TLS says of each kind of failure to connect (tls.diagnose), asked once per kind.
+    _tls_problems: dict[str, str | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.channel = grpc.insecure_channel(self.endpoint.target, options=CHANNEL_OPTIONS)
+        self.channel = _channel(self.endpoint)
         self._stub = worker_pb2_grpc.AlertWorkerStub(self.channel)
         self._health = health_pb2_grpc.HealthStub(self.channel)
         self._process_batch = self.channel.unary_unary(
@@ -168,9 +171,19 @@ class WorkerClient:
         try:
             answer = self._health.Check(health_pb2.HealthCheckRequest(service=""), timeout=HEALTH_CHECK_TIMEOUT_S)
         except grpc.RpcError as err:
-            self.last_problem = _explain_unreachable(err)
+            self.last_problem = self._tls_problem(err.details() or "") or _explain_unreachable(err)
             return False
         return self._serving(answer.status)
+
+    def _tls_problem(self, details: str) -> str | None:
+        """Why connecting fails, when TLS explains it (a plaintext sidecar and a TLS worker, say)."""
+        if "refused" in details.lower():
+            return None  # nothing listens: no TLS to speak of
+        if details not in self._tls_problems:
+            if len(self._tls_problems) > 16:  # kinds of failure, not failures: a few at most
+                self._tls_problems.clear()
+            self._tls_problems[details] = diagnose(self.endpoint.host, self.endpoint.port, self.endpoint.tls)
+        return self._tls_problems[details]
 
     def _serving(self, status: int) -> bool:
         """Whether a health answer says SERVING; why not, remembered, when it does not."""
@@ -323,7 +336,9 @@ class ConnectWorkerClient(WorkerClient):
 
     def __post_init__(self) -> None:
         self.call = WorkerCall.UNARY
-        self._channel = ConnectChannel(self.endpoint.url)
+        tls = self.endpoint.tls
+        self._channel = ConnectChannel(self.endpoint.url, tls.ssl_context() if tls else None,
+                                       tls.server_name if tls else None)
         self._calls = ThreadPoolExecutor(CONNECT_CALL_THREADS, thread_name_prefix="connect-call")
 
     def probe(self) -> bool:
@@ -335,7 +350,7 @@ class ConnectWorkerClient(WorkerClient):
             elif "refused" in err.message:
                 self.last_problem = "nothing is listening (connection refused)"
             else:
-                self.last_problem = str(err)
+                self.last_problem = self._tls_problem(err.message) or str(err)
             return False
         return self._serving(status)
 
@@ -378,6 +393,14 @@ class ConnectWorkerClient(WorkerClient):
     def close(self) -> None:
         self._calls.shutdown(wait=False, cancel_futures=True)
         self._channel.close()
+
+
+def _channel(endpoint: WorkerAddress) -> grpc.Channel:
+    """A plaintext channel to a worker on loopback; a TLS one, optionally mutual, when the address says so."""
+    if endpoint.tls is None:
+        return grpc.insecure_channel(endpoint.target, options=CHANNEL_OPTIONS)
+    return grpc.secure_channel(endpoint.target, endpoint.tls.grpc_credentials(),
+                               options=CHANNEL_OPTIONS + endpoint.tls.grpc_options())
 
 
 def _completion(batch: Batch, future: grpc.Future) -> Completion:

@@ -7,7 +7,8 @@ neither Debian nor the gRPC project ships one) serve the same
 ``Content-Type: application/proto`` and ``Connect-Protocol-Version: 1``, the
 serialized request as the body; a 200 answer carries the serialized response,
 any other status an error, as JSON ``{"code": ..., "message": ...}`` when the
-server wrote one. Only the standard library is used.
+server wrote one. Only the standard library is used. An ``https://`` server is
+reached over TLS with the ``ssl.SSLContext`` given (workers/tls.py makes it).
 
 ``ConnectChannel`` is thread-safe: each concurrent caller takes a keep-alive
 connection of its own from a small pool and gives it back when its call is done.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import ssl
 import threading
 from urllib.parse import urlsplit
 
@@ -69,7 +71,7 @@ def code_for_http_status(status: int) -> str:
 
 
 class _Connection(http.client.HTTPConnection):
-    """A keep-alive connection that never lets the kernel delay its ACKs.
+    """A keep-alive connection that never lets the kernel delay its ACKs; over TLS with ``tls``.
 
     httpuv, which serves R workers, leaves Nagle's algorithm on: it holds back
     the second part of an answer until the first is acknowledged, and Linux
@@ -79,10 +81,19 @@ class _Connection(http.client.HTTPConnection):
     with it; `python examples/r/measure_connect.py` measures a call).
     """
 
+    def __init__(self, host: str, port: int, timeout: float, tls: ssl.SSLContext | None = None,
+                 server_name: str | None = None) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._tls = tls
+        self._server_name = server_name or host
+
     def connect(self) -> None:
         super().connect()
         # http.client sets it too; said here so that the socket's rules are in one place.
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self._tls is not None:
+            # As http.client.HTTPSConnection does, but the name checked may be another than the host dialled.
+            self.sock = self._tls.wrap_socket(self.sock, server_hostname=self._server_name)
 
     def quick_ack(self) -> None:
         if self.sock is not None and _QUICKACK is not None:
@@ -96,15 +107,23 @@ _QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only; elsewhere ACKs 
 
 
 class ConnectChannel:
-    """Unary Connect calls to one server, e.g. ``ConnectChannel("http://127.0.0.1:50051")``."""
+    """Unary Connect calls to one server, e.g. ``ConnectChannel("http://127.0.0.1:50051")``.
 
-    def __init__(self, base_url: str) -> None:
+    An ``https://`` server is reached over TLS with ``tls`` (default: the
+    system's CAs), its certificate checked for ``server_name`` (default: its host).
+    """
+
+    def __init__(self, base_url: str, tls: ssl.SSLContext | None = None, server_name: str | None = None) -> None:
         parts = urlsplit(base_url if "://" in base_url else f"http://{base_url}")
-        if parts.scheme != "http" or not parts.hostname or parts.port is None:
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.port is None:
             raise ValueError(f"{base_url!r} is not a Connect server address like http://127.0.0.1:50051")
-        self.base_url = f"http://{parts.hostname}:{parts.port}"
+        if parts.scheme == "http" and tls is not None:
+            raise ValueError(f"{base_url!r} is plaintext: a TLS context goes with https://")
+        self.base_url = f"{parts.scheme}://{parts.hostname}:{parts.port}"
         self.host = parts.hostname
         self.port = parts.port
+        self._tls = (tls or ssl.create_default_context()) if parts.scheme == "https" else None
+        self._server_name = server_name
         self._prefix = parts.path.rstrip("/")
         self._idle: list[_Connection] = []
         self._lock = threading.Lock()
@@ -142,6 +161,10 @@ class ConnectChannel:
         except ConnectionRefusedError:
             connection.close()
             raise ConnectError("unavailable", f"connection refused by {self.base_url}") from None
+        except ssl.SSLError as exc:
+            connection.close()
+            raise ConnectError("unavailable", f"TLS with {self.base_url} failed: "
+                                              f"{getattr(exc, 'verify_message', None) or exc.reason or exc}") from None
         except (OSError, http.client.HTTPException) as exc:
             connection.close()
             raise ConnectError("unavailable",
@@ -177,7 +200,7 @@ class ConnectChannel:
         return self._new(timeout), False
 
     def _new(self, timeout: float) -> _Connection:
-        return _Connection(self.host, self.port, timeout=timeout)
+        return _Connection(self.host, self.port, timeout, self._tls, self._server_name)
 
     def _give_back(self, connection: _Connection) -> None:
         if connection.sock is None:

@@ -126,6 +126,17 @@ class Supervisor:
                 process.restart_at = None
                 process.start()
 
+    def served(self, port: int) -> None:
+        """The worker on ``port`` became ready: if it dies now, it is restarted after the first backoff.
+
+        A worker that dies before it is ready (a broken command) waits longer
+        each time; one that dies on an alert is brought back quickly, since
+        the stage is finding that alert by sending it alone (verdicts.py).
+        """
+        for process in self.processes:
+            if process.port == port:
+                process.restarts = 0
+
     def stop(self, timeout: float = 10.0) -> None:
         for process in self.processes:
             process.stop(timeout)

@@ -26,7 +26,8 @@ from . import processing
 from .exceptions import ServeError, WorkerDefinitionError
 from .workers import Worker
 
-__all__ = ["serve", "start", "RunningServer", "PORT_ENV", "DEFAULT_PORT", "SERVICE_NAME"]
+__all__ = ["serve", "start", "RunningServer", "PORT_ENV", "DEFAULT_PORT", "SERVICE_NAME",
+           "TLS_CERT_ENV", "TLS_KEY_ENV", "TLS_CLIENT_CA_ENV"]
 
 log = logging.getLogger("alert_worker")
 
@@ -36,6 +37,14 @@ PORT_ENV = "ALERT_WORKER_PORT"
 #: gRPC's customary port, for a worker started by hand next to a sidecar
 #: started with its defaults.
 DEFAULT_PORT = 50051
+#: Files (PEM) of the worker's TLS certificate and its private key, for a
+#: worker not on loopback; what ``tls_cert`` and ``tls_key`` default to, so
+#: that a worker the sidecar starts can be given them.
+TLS_CERT_ENV = "ALERT_WORKER_TLS_CERT"
+TLS_KEY_ENV = "ALERT_WORKER_TLS_KEY"
+#: The CA(s) (PEM) that sign the certificates of the sidecars allowed in:
+#: set, the worker asks every sidecar for a client certificate (mutual TLS).
+TLS_CLIENT_CA_ENV = "ALERT_WORKER_TLS_CLIENT_CA"
 #: The full name of the service, as the health service reports it.
 SERVICE_NAME = worker_pb2.DESCRIPTOR.services_by_name["AlertWorker"].full_name
 
@@ -202,6 +211,8 @@ class RunningServer:
         self.port = port
         self._stopped = False
         self._stop_lock = threading.Lock()
+        #: How it serves: "plaintext", "TLS" or "mutual TLS" (client certificates required).
+        self.security = "plaintext"
 
     @property
     def address(self) -> str:
@@ -261,16 +272,56 @@ def resolve_port(port: int | None) -> int:
     return port
 
 
+def _server_credentials(tls_cert: str | os.PathLike[str] | None, tls_key: str | os.PathLike[str] | None,
+                        tls_client_ca: str | os.PathLike[str] | None) -> grpc.ServerCredentials | None:
+    """TLS credentials from the arguments, else ``$ALERT_WORKER_TLS_*``; None to serve in plaintext.
+
+    With a client CA the worker requires a certificate signed by it from
+    every sidecar (mutual TLS).
+    """
+    cert = tls_cert or os.environ.get(TLS_CERT_ENV) or None
+    key = tls_key or os.environ.get(TLS_KEY_ENV) or None
+    client_ca = tls_client_ca or os.environ.get(TLS_CLIENT_CA_ENV) or None
+    if cert is None and key is None:
+        if client_ca is not None:
+            raise ServeError(f"a client CA ({TLS_CLIENT_CA_ENV}, tls_client_ca) needs TLS: give the worker's "
+                             f"certificate and key too ({TLS_CERT_ENV}, {TLS_KEY_ENV})")
+        return None
+    if cert is None or key is None:
+        raise ServeError(f"TLS needs both the worker's certificate and its key ({TLS_CERT_ENV} and {TLS_KEY_ENV}, "
+                         "or tls_cert and tls_key)")
+    return grpc.ssl_server_credentials(
+        [(_read_pem(key, "key"), _read_pem(cert, "certificate"))],
+        root_certificates=_read_pem(client_ca, "client CA") if client_ca else None,
+        require_client_auth=client_ca is not None)
+
+
+def _read_pem(path: str | os.PathLike[str], what: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise ServeError(f"cannot read the TLS {what} {path}: {exc.strerror or type(exc).__name__}") from None
+
+
 def start(worker: Worker, port: int | None = None, host: str = "127.0.0.1",
-          max_workers: int = DEFAULT_MAX_WORKERS) -> RunningServer:
+          max_workers: int = DEFAULT_MAX_WORKERS, *, tls_cert: str | os.PathLike[str] | None = None,
+          tls_key: str | os.PathLike[str] | None = None,
+          tls_client_ca: str | os.PathLike[str] | None = None) -> RunningServer:
     """Serve a worker in background threads and return at once; ``port=0`` picks a free port.
 
     Runs the worker's ``setup()`` first (if it has not run), so the health
-    service reports SERVING only once the worker can take alerts.
+    service reports SERVING only once the worker can take alerts. With
+    ``tls_cert`` and ``tls_key`` (PEM files; default ``$ALERT_WORKER_TLS_CERT``
+    and ``$ALERT_WORKER_TLS_KEY``) it serves over TLS, and with
+    ``tls_client_ca`` (``$ALERT_WORKER_TLS_CLIENT_CA``) it takes only sidecars
+    whose client certificate that CA signed. Health checks and Describe go
+    over the same secured port.
     """
     if not isinstance(worker, Worker):
         raise ServeError(f"serve a Worker (made with @alert_worker.worker or a subclass), not {worker!r}")
     port = resolve_port(port)
+    credentials = _server_credentials(tls_cert, tls_key, tls_client_ca)
     worker.ensure_setup()
     service = _AlertWorkerService(worker)
     health_service = health.HealthServicer()
@@ -288,7 +339,8 @@ def start(worker: Worker, port: int | None = None, host: str = "127.0.0.1",
     health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
     address = f"{_bracketed(host)}:{port}"
     try:
-        bound = server.add_insecure_port(address)
+        bound = (server.add_insecure_port(address) if credentials is None
+                 else server.add_secure_port(address, credentials))
     except RuntimeError as exc:
         raise ServeError(f"cannot listen on {address}: is another worker there? choose another port") from exc
     if not bound:
@@ -296,11 +348,16 @@ def start(worker: Worker, port: int | None = None, host: str = "127.0.0.1",
     server.start()
     for service_name in ("", SERVICE_NAME):
         health_service.set(service_name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, service, health_service, host, bound)
+    running = RunningServer(server, service, health_service, host, bound)
+    if credentials is not None:
+        running.security = "mutual TLS" if tls_client_ca or os.environ.get(TLS_CLIENT_CA_ENV) else "TLS"
+    return running
 
 
 def serve(worker: Worker, port: int | None = None, host: str = "127.0.0.1",
-          max_workers: int = DEFAULT_MAX_WORKERS, grace: float = DEFAULT_GRACE_SECONDS, processes: int = 1) -> None:
+          max_workers: int = DEFAULT_MAX_WORKERS, grace: float = DEFAULT_GRACE_SECONDS, processes: int = 1, *,
+          tls_cert: str | os.PathLike[str] | None = None, tls_key: str | os.PathLike[str] | None = None,
+          tls_client_ca: str | os.PathLike[str] | None = None) -> None:
     """Serve a worker until SIGTERM or SIGINT, then stop gracefully and return.
 
     The port is ``port``, else ``$ALERT_WORKER_PORT`` (set by a sidecar that
@@ -322,16 +379,18 @@ def serve(worker: Worker, port: int | None = None, host: str = "127.0.0.1",
             raise SystemExit(f"alert_worker: {exc}") from None
         if first == 0:
             raise SystemExit("alert_worker: serve(processes=N) needs a fixed first port, not 0")
-        _serve_processes(worker, first, host, max_workers, grace, processes)
+        _serve_processes(worker, first, host, max_workers, grace, processes,
+                         {"tls_cert": tls_cert, "tls_key": tls_key, "tls_client_ca": tls_client_ca})
         return
     try:
-        running = start(worker, port=port, host=host, max_workers=max_workers)
+        running = start(worker, port=port, host=host, max_workers=max_workers, tls_cert=tls_cert, tls_key=tls_key,
+                        tls_client_ca=tls_client_ca)
     except (ServeError, WorkerDefinitionError) as exc:
         # The user's to fix, and the message says how: no traceback.
         raise SystemExit(f"alert_worker: {exc}") from None
     description = processing.describe(worker)
-    log.info("serving worker %s %s on %s (%s)", description.name, description.version,
-             running.address, processing.SDK)
+    log.info("serving worker %s %s on %s (%s, %s)", description.name, description.version,
+             running.address, processing.SDK, running.security)
     stop_requested = threading.Event()
     received: list[int] = []
 
@@ -355,7 +414,8 @@ def serve(worker: Worker, port: int | None = None, host: str = "127.0.0.1",
             signal.signal(signum, handler)
 
 
-def _serve_processes(worker: Worker, port: int, host: str, max_workers: int, grace: float, processes: int) -> None:
+def _serve_processes(worker: Worker, port: int, host: str, max_workers: int, grace: float, processes: int,
+                     tls: dict[str, Any]) -> None:
     """Fork ``processes`` servers on consecutive ports; stop them all on SIGTERM or SIGINT."""
     import multiprocessing
 
@@ -363,7 +423,7 @@ def _serve_processes(worker: Worker, port: int, host: str, max_workers: int, gra
     # starts its own gRPC runtime, and the worker need not be importable by
     # name (a decorated function in a script's __main__ is not).
     context = multiprocessing.get_context("fork")
-    children = [context.Process(target=serve, args=(worker, port + i, host, max_workers, grace, 1),
+    children = [context.Process(target=serve, args=(worker, port + i, host, max_workers, grace, 1), kwargs=tls,
                                 name=f"alert-worker-{i}") for i in range(processes)]
     for child in children:
         child.start()

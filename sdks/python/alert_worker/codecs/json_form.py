@@ -15,7 +15,8 @@ are two writers, chosen by whether orjson can be imported, that give the same
 bytes: the standard library's is made to spell everything as orjson does
 (floats, timestamps, strings), and a test holds the two to each other on real
 alerts and edge values. What orjson refuses (integers beyond 64 bits, keys
-that are not strings) is written by the standard library's writer.
+that are not strings, strings with lone surrogates) is written by the standard
+library's writer.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import decimal
 import enum
 import functools
 import json
+import sys
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, overload
@@ -152,7 +154,11 @@ def _float(value: float) -> str:
 def _encode_with_stdlib(value: Any) -> bytes:
     pieces: list[str] = []
     _write(value, pieces.append)
-    return "".join(pieces).encode("utf-8")
+    # A str may hold lone surrogates (json.loads makes them of "\ud800"),
+    # which UTF-8 cannot encode and orjson refuses: written as JSON escapes
+    # (\ud800), they read back as the same str. Every other character is
+    # written as UTF-8.
+    return "".join(pieces).encode("utf-8", "backslashreplace")
 
 
 def _write(value: Any, out: Callable[[str], None]) -> None:
@@ -176,7 +182,7 @@ def _write(value: Any, out: Callable[[str], None]) -> None:
     elif kind is float:
         out(_float(value))
     elif kind is int:
-        out(int.__repr__(value))
+        out(_int(value))
     elif value is None:
         out("null")
     elif value is True:
@@ -192,13 +198,35 @@ def _write_other(value: Any, out: Callable[[str], None]) -> None:
     if isinstance(value, str):
         out(_string(value))
     elif isinstance(value, int):  # bool is not here: True and False are its only instances
-        out(int.__repr__(value))
+        out(_int(value))
     elif isinstance(value, dict):
         _write(dict(value), out)
     elif isinstance(value, (list, tuple)):
         _write(list(value), out)
     else:
         _write(_json_default(value), out)
+
+
+# Python writes at most sys.get_int_max_str_digits() digits of an int at once
+# (4300 by default, 640 at least: a guard against slow conversions of
+# untrusted text); larger ones are written in pieces of this many digits.
+_INT_PIECE_DIGITS = 600
+_INT_PIECE = 10**_INT_PIECE_DIGITS
+
+
+def _int(value: int) -> str:
+    """An int in full, whatever its size."""
+    try:
+        return int.__repr__(value)
+    except ValueError:  # more digits than Python converts at once
+        pass
+    sign, rest = ("-", -int(value)) if value < 0 else ("", int(value))
+    pieces = []
+    while rest:
+        rest, piece = divmod(rest, _INT_PIECE)
+        pieces.append(piece)
+    last = pieces.pop()
+    return sign + str(last) + "".join(f"{piece:0{_INT_PIECE_DIGITS}d}" for piece in reversed(pieces))
 
 
 def _key(key: Any) -> str:
@@ -208,7 +236,7 @@ def _key(key: Any) -> str:
     if key is True or key is False or key is None:
         return f'"{json.dumps(key)}"'
     if isinstance(key, int):
-        return f'"{int.__repr__(key)}"'
+        return f'"{_int(key)}"'
     if isinstance(key, float):
         return f'"{_float(key)}"'
     raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
@@ -264,6 +292,9 @@ def decode_json(data: bytes) -> Any:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise AlertDecodeError(f"the value is not a JSON document: {exc}") from exc
+    except RecursionError:  # arrays or objects nested about a thousand deep: json.loads recurses per level
+        raise AlertDecodeError("the value is a JSON document nested deeper than Python's recursion limit "
+                               f"({sys.getrecursionlimit()} levels) allows to read") from None
 
 
 @overload

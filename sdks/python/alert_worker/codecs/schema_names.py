@@ -23,6 +23,17 @@ def _fullname(name: str, namespace: str | None) -> str:
     return name if "." in name or not namespace else f"{namespace}.{name}"
 
 
+def _is_named(kind: Any) -> bool:
+    """Whether a "type" defines a named type; a "type" may be any JSON in a text that is not a schema."""
+    return isinstance(kind, str) and kind in _NAMED_KINDS
+
+
+def _fields(record: dict) -> list:
+    """A record's fields, or none where "fields" is not a list (fastavro then says what is wrong)."""
+    fields = record.get("fields")
+    return fields if isinstance(fields, list) else []
+
+
 def _namespace_of(definition: dict, enclosing: str | None) -> str | None:
     """The namespace a named type's definition sets for itself and the types inside it (Avro spec)."""
     name = definition.get("name", "")
@@ -43,14 +54,14 @@ def named_types(schema: Any, namespace: str | None = None, found: dict[str, Any]
             named_types(branch, namespace, found)
     elif isinstance(schema, dict):
         kind = schema.get("type")
-        if kind in _NAMED_KINDS and isinstance(schema.get("name"), str):
+        if _is_named(kind) and isinstance(schema.get("name"), str):
             own = _namespace_of(schema, namespace)
             full = _fullname(schema["name"], own)
             definition = dict(schema)
             if "." not in schema["name"] and own:
                 definition["namespace"] = own
             found.setdefault(full, definition)
-            for field in schema.get("fields", ()) if kind in ("record", "error") else ():
+            for field in _fields(schema) if kind in ("record", "error") else ():
                 if isinstance(field, dict):
                     named_types(field.get("type"), own, found)
         elif kind == "array":
@@ -88,13 +99,14 @@ def inline_named_types(schema: Any, named: dict[str, Any]) -> Any:
             return node
         kind = node.get("type")
         out = dict(node)
-        if kind in _NAMED_KINDS and isinstance(node.get("name"), str):
+        if _is_named(kind) and isinstance(node.get("name"), str):
             own = _namespace_of(node, namespace)
             defined.add(_fullname(node["name"], own))
-            if kind in ("record", "error"):
+            fields = node.get("fields", [])
+            if kind in ("record", "error") and isinstance(fields, list):  # else left for fastavro to refuse
                 out["fields"] = [
                     {**field, "type": walk(field.get("type"), own)} if isinstance(field, dict) else field
-                    for field in node.get("fields", ())
+                    for field in fields
                 ]
         elif kind == "array":
             out["items"] = walk(node.get("items"), namespace)

@@ -25,6 +25,7 @@ CHAOS = ROOT / "bench" / "chaos.py"
 def load_chaos():
     spec = importlib.util.spec_from_file_location("chaos", CHAOS)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it loads
     spec.loader.exec_module(module)
     return module
 

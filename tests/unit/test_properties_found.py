@@ -74,6 +74,15 @@ def test_walking_named_types_takes_any_json(schema: Any, names: list[str]) -> No
     assert codecs.inline_named_types(schema, {}) == schema
 
 
+def test_fields_project_an_alert_of_arrays_nested_hundreds_deep() -> None:
+    # project recursed twice per level of nested arrays: a JSON alert 500
+    # deep, which decodes, raised RecursionError in convert_batch once a
+    # worker asked for fields.
+    value = b"[" * 900 + b'{"a": 1, "b": 2}' + b"]" * 900
+    [converted] = convert_batch([value], [JSON], ("a",), RubinSchemas())
+    assert converted.payload == b"[" * 900 + b'{"a":1}' + b"]" * 900
+
+
 # --- Fixed: the sidecar's formats ------------------------------------------------------------
 
 @pytest.mark.parametrize("content_type", [AVRO_CONFLUENT, AVRO_OCF, JSON, RAW])

@@ -276,11 +276,27 @@ def project(value: Any, tree: dict[str, Any] | None) -> Any:
     """
     if tree is None:
         return value
-    if isinstance(value, list):
-        return [project(item, tree) for item in value]
     if isinstance(value, dict):
         return {name: project(value[name], subtree) for name, subtree in tree.items() if name in value}
-    return value
+    if not isinstance(value, list):
+        return value
+    # Arrays nested in arrays are walked with a stack of our own, not one call
+    # per level: a JSON alert may nest them as deep as its reader allows, and
+    # only the records' levels (bounded by the fields asked for) recurse.
+    projected: list[Any] = []
+    stack = [(iter(value), projected)]
+    while stack:
+        items, into = stack[-1]
+        for item in items:
+            if isinstance(item, list):
+                inner: list[Any] = []
+                into.append(inner)
+                stack.append((iter(item), inner))
+                break
+            into.append(project(item, tree) if isinstance(item, dict) else item)
+        else:
+            stack.pop()
+    return projected
 
 
 # --- Reading ------------------------------------------------------------------------

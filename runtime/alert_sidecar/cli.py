@@ -177,6 +177,13 @@ topic missing; 4 worker unreachable, incompatible or broke the contract;
                    "call per batch.")
 @click.option("--worker-processes", type=click.IntRange(1, 256), default=1, show_default=True,
               help="With -- COMMAND: how many copies of the worker to start, each on its own port.")
+@click.option("--exactly-once", is_flag=True, default=False, envvar=f"{ENV_PREFIX}_EXACTLY_ONCE",
+              help="Write outputs and input offsets in one Kafka transaction, so that readers with "
+                   "isolation.level=read_committed see each alert's outputs once. Needs the input, outputs and "
+                   "dead-letter buffer on one cluster.")
+@click.option("--transactional-id", metavar="ID", envvar=f"{ENV_PREFIX}_TRANSACTIONAL_ID",
+              help="With --exactly-once, the producer's transactional.id. Give each instance a stable one (a pod "
+                   "name) so that a restart aborts what it left open at once. Default: unique to the process.")
 @click.option("--create-topics/--no-create-topics", default=True, show_default=True,
               help="Create missing output and dead-letter topics, with the input's partition count.")
 @click.option("--progress-interval", type=click.FloatRange(0.1), default=default_of("progress_interval"),
@@ -193,7 +200,8 @@ def run(input_, output, workers, group, dead_letter, routes, cluster, cluster_co
         decoders, start_from, batch_size, batch_linger_ms, ordering,
         max_in_flight, max_buffered, max_buffered_mb, max_retries, retry_backoff, worker_timeout, worker_wait,
         drain_timeout, worker_protocol, worker_tls_ca, worker_tls_cert, worker_tls_key, worker_tls_server_name,
-        worker_call, worker_processes, create_topics, progress_interval, stats_file, log_level, command):
+        worker_call, worker_processes, exactly_once, transactional_id, create_topics, progress_interval, stats_file,
+        log_level, command):
     """Run one stage: consume BUFFER --in, call the worker, produce to --out.
 
     Alerts are committed only once every output (or their dead letter) is
@@ -221,6 +229,8 @@ def run(input_, output, workers, group, dead_letter, routes, cluster, cluster_co
         if not command and not workers:
             raise ConfigError("no worker: give --worker HOST:PORT, or a command after -- that starts one")
         protocol = Protocol(worker_protocol) if worker_protocol else None
+        if transactional_id and not exactly_once:
+            raise ConfigError("--transactional-id is for --exactly-once; give both, or neither")
         worker_tls = WorkerTls.given(worker_tls_ca, worker_tls_cert, worker_tls_key, worker_tls_server_name)
         config = StageConfig(
             input=in_buffer,
@@ -247,6 +257,8 @@ def run(input_, output, workers, group, dead_letter, routes, cluster, cluster_co
             drain_timeout=drain_timeout,
             start_from=parse_start(start_from),
             create_topics=create_topics,
+            exactly_once=exactly_once,
+            transactional_id=transactional_id,
             progress_interval=progress_interval,
             stats_file=stats_path(stats_file),
         )

@@ -15,8 +15,7 @@ partition again from its last commit). After every step:
 
 from __future__ import annotations
 
-import pytest
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
@@ -232,9 +231,7 @@ class LedgerMachineWithLateGiveBack(LedgerMachine):
             self.entries[id(entry)][0].give_back([entry], not_before=self.now)
 
 
-# Known to fail until the bug below is fixed: found, not shrunk (shrinking a known failure costs half a minute).
-LedgerMachineWithLateGiveBack.TestCase.settings = settings(MACHINE, phases=[Phase.explicit, Phase.generate])
-test_the_commit_rule_holds_with_late_give_backs = pytest.mark.xfail(strict=True, reason=(
-    "PartitionLedger.give_back does not ignore an abandoned (revoked) ledger as resolve and acknowledge do: "
-    "alerts given back after abandon() make in_flight negative and put them among the ready ones "
-    "(test_properties_found.py has the smallest case)"))(LedgerMachineWithLateGiveBack.TestCase)
+# give_back did not ignore an abandoned ledger as resolve and acknowledge do
+# (test_properties_found.py has the smallest case); fixed, and kept.
+LedgerMachineWithLateGiveBack.TestCase.settings = MACHINE
+test_the_commit_rule_holds_with_late_give_backs = LedgerMachineWithLateGiveBack.TestCase

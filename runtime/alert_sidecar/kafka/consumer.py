@@ -179,6 +179,15 @@ class InputConsumer:
             return []
         return [((tp.topic, tp.partition), tp.offset) for tp in answered or [] if tp.error is None]
 
+    def seek(self, positions: dict[tuple[str, int], int]) -> None:
+        """Read these assigned partitions again from the given offsets (after an aborted transaction)."""
+        for (topic, partition), offset in positions.items():
+            self._consumer.seek(TopicPartition(topic, partition, offset))
+
+    def group_metadata(self):
+        """The group's member and generation, for send_offsets_to_transaction (transactions.py)."""
+        return self._consumer.consumer_group_metadata()
+
     def lag(self, positions: dict[tuple[str, int], int | None]) -> int:
         """Alerts in the buffer not yet fetched, from cached high watermarks (no broker round trip)."""
         total = 0

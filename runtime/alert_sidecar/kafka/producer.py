@@ -54,6 +54,10 @@ class QueueFull(Exception):
     """librdkafka's local queue is full: produce again after serving delivery reports."""
 
 
+class AbortNeeded(Exception):
+    """The transactional producer refuses records until its transaction is aborted (transactions.py)."""
+
+
 def refuse_unsafe_output(cluster: str, extra: dict) -> None:
     """Raise ConfigError if a setting of an output cluster would break at-least-once or order."""
     for key in ("acks", "request.required.acks"):  # librdkafka's two names of one setting
@@ -109,9 +113,12 @@ class OutputBuffer:
 class Outputs:
     """Every output buffer of a stage and the producers that write them."""
 
-    def __init__(self, buffers: dict[str, Buffer], settings_of: Callable[[Buffer], dict]) -> None:
+    def __init__(self, buffers: dict[str, Buffer], settings_of: Callable[[Buffer], dict],
+                 transactional: dict | None = None) -> None:
         # Each cluster's producer and admin client get that cluster's settings only (clusters.py).
+        # ``transactional`` (--exactly-once, one cluster only) makes the producer transactional.
         self._settings_of = settings_of
+        self.transactional = transactional is not None
         self._producers: dict[str, Producer] = {}
         self._configs: dict[str, dict] = {}  # each cluster's producer settings
         self._admins: dict[str, AdminClient] = {}
@@ -120,6 +127,7 @@ class Outputs:
             producer = self._producers.get(buffer.cluster)
             if producer is None:
                 config = self._configs[buffer.cluster] = producer_config(buffer.bootstrap, settings_of(buffer))
+                config.update(transactional or {})
                 producer = Producer(config)
                 self._producers[buffer.cluster] = producer
             self.buffers[name] = OutputBuffer(name, buffer, producer)
@@ -144,6 +152,11 @@ class Outputs:
                     if output.producer is producer:
                         output.producer = sized
                 log.info("producer sized cluster=%s message_max_bytes=%d", cluster, needed + RECORD_OVERHEAD_BYTES)
+
+    @property
+    def producers(self) -> list[Producer]:
+        """The producers, one per cluster (after prepare(), which may replace them)."""
+        return list(self._producers.values())
 
     def _max_message_bytes(self, output: OutputBuffer) -> int:
         """The topic's max.message.bytes, or Kafka's default when the cluster does not say."""
@@ -246,6 +259,8 @@ class Outputs:
             if code == KafkaError.MSG_SIZE_TOO_LARGE:
                 raise RecordTooLarge(size, output.max_record_bytes - RECORD_OVERHEAD_BYTES) from None
             reason = err.str() if isinstance(err, KafkaError) else str(exc)
+            if isinstance(err, KafkaError) and err.txn_requires_abort():
+                raise AbortNeeded(reason) from None
             if code in (KafkaError._UNKNOWN_TOPIC, KafkaError.UNKNOWN_TOPIC_OR_PART):
                 raise OutputFailed(f"{output.buffer} no longer exists ({reason}); recreate the topic and start "
                                    "the stage again: nothing after its last finished alert is committed") from None

@@ -104,6 +104,13 @@ class StageConfig:
     # (docs/performance.md).
     worker_call: WorkerCall = WorkerCall.STREAM
     decoders: int = field(default_factory=default_decoders)
+    # Outputs and input offsets in one Kafka transaction (stage/transactions.py);
+    # off by default: it needs every buffer on the input's cluster, and it
+    # waits for acknowledgements at every commit.
+    exactly_once: bool = False
+    # The producer's transactional.id: give each instance a stable one (a
+    # StatefulSet's pod name) so that a restart aborts what it left open at once.
+    transactional_id: str | None = None
 
     @property
     def outputs(self) -> dict[str, Buffer]:

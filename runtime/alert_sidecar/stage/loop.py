@@ -35,6 +35,8 @@ from alert_sidecar.stage.metrics import Counters, Rate
 from alert_sidecar.stage.negotiation import Negotiation
 from alert_sidecar.stage.offsets import PartitionLedger
 from alert_sidecar.stage.outputs import StageOutputs
+from alert_sidecar.stage.transactions import (TransactionAborted, Transactions, default_transactional_id, same_cluster,
+                                              transactional_settings)
 from alert_sidecar.stage.verdicts import CallOutcome, Verdicts
 from alert_sidecar.workers.clients import Completion
 from alert_sidecar.workers.pool import WatchEnded, WorkerBack, WorkerPool
@@ -52,6 +54,9 @@ ANSWER_WAIT_S = 0.002
 MIN_FETCH = 500
 # What a stop gives the producers to deliver what is left.
 FLUSH_TIMEOUT_S = 10.0
+# With --exactly-once, what a commit waits for the open transaction's records
+# to be acknowledged before it tries again at the next commit.
+TRANSACTION_FLUSH_S = 5.0
 
 
 class Stage:
@@ -68,9 +73,18 @@ class Stage:
         self.negotiation = Negotiation(config.routes, fixed_content_type)
         self.pool = WorkerPool(config.workers, config.worker_timeout, config.worker_call)
         # Each client gets its own cluster's settings only (kafka/clusters.py).
-        self.consumer = InputConsumer(config.input, config.group, config.start_from,
-                                      {**config.clusters.settings_for(config.input), "on_commit": self._on_commit})
-        self.outputs = StageOutputs(Outputs(config.outputs, config.clusters.settings_for),
+        input_settings = {**config.clusters.settings_for(config.input), "on_commit": self._on_commit}
+        transactional = None
+        self._transactional_id = None
+        if config.exactly_once:
+            same_cluster(config.input, config.outputs)
+            self._transactional_id = config.transactional_id or default_transactional_id(config.group)
+            transactional = transactional_settings(self._transactional_id)
+            # Read only what upstream committed (librdkafka's default, said here because exactly-once needs it).
+            input_settings["isolation.level"] = "read_committed"
+        self.transactions: Transactions | None = None  # made in run(), once the producer is sized
+        self.consumer = InputConsumer(config.input, config.group, config.start_from, input_settings)
+        self.outputs = StageOutputs(Outputs(config.outputs, config.clusters.settings_for, transactional),
                                     OutputEncoders(config.outputs, config.schema_registry, schemas),
                                     config.group, self.counters)
         self.verdicts = Verdicts(config.retry, config.group, self.counters, self.outputs.records_of)
@@ -93,6 +107,10 @@ class Stage:
         config = self.config
         partitions = self.consumer.check_reachable()
         self.outputs.prepare(config.create_topics, partitions)
+        if self._transactional_id is not None:
+            [producer] = self.outputs.producers.producers  # one cluster (same_cluster), so one producer
+            self.transactions = Transactions(producer, self._transactional_id)
+            self.transactions.start()
         # Join the group while the worker starts: each takes about a second and
         # neither needs the other. librdkafka joins in its own thread; the
         # assignment is taken on the first fetch, once the worker is ready.
@@ -145,6 +163,8 @@ class Stage:
         self.dispatcher.dispatch(list(self.ledgers.values()), lingering=not self._stop_requested)
         self._collect(timeout=ANSWER_WAIT_S if self.pool.in_flight else 0)
         self.outputs.poll()
+        if self.outputs.abort_reason is not None:
+            self._rewind(self.outputs.abort_reason)
         now = time.monotonic()
         if now >= self._next_commit:
             self._commit(asynchronous=True)
@@ -261,6 +281,9 @@ class Stage:
     # -- 5. commit ---------------------------------------------------------
 
     def _commit(self, asynchronous: bool, only: list[tuple[str, int]] | None = None) -> None:
+        if self.transactions is not None:
+            self._commit_transaction(final=not asynchronous)
+            return
         offsets = {}
         for key in only if only is not None else list(self.ledgers):
             ledger = self.ledgers.get(key)
@@ -272,6 +295,68 @@ class Stage:
         for key, offset in self.consumer.commit(offsets, asynchronous):
             if not asynchronous and key in self.ledgers:
                 self.ledgers[key].mark_committed(offset)
+
+    def _commit_transaction(self, final: bool) -> None:
+        """Commit the open transaction with every finished prefix (transactions.py); rewind if it fails.
+
+        ``final`` (a revocation or a stop): what is not acknowledged now is
+        aborted and read again, rather than left to the next commit.
+        """
+        outputs = self.outputs
+        if outputs.abort_reason is None:
+            left = outputs.flush(min(FLUSH_TIMEOUT_S, self.config.drain_timeout) if final else TRANSACTION_FLUSH_S)
+            if outputs.fatal is not None:
+                return  # the loop raises it; nothing more is committed
+            if left and outputs.abort_reason is None:
+                if not final:
+                    log.info("transaction not committed yet: %d records not acknowledged; trying again", left)
+                    return
+                outputs.abort_reason = f"{left} records of the transaction were not acknowledged in time"
+        if outputs.abort_reason is not None:
+            self._rewind(outputs.abort_reason)
+            return
+        offsets = {}
+        for key, ledger in self.ledgers.items():
+            target = ledger.advance()
+            if target is not None:
+                offsets[key] = target
+        if not offsets:
+            return  # nothing emitted since the last commit: no transaction to commit
+        try:
+            self.transactions.commit(offsets, self.consumer.group_metadata())
+        except TransactionAborted:
+            self._rewind(None)  # aborted already
+            return
+        for key, offset in offsets.items():
+            self.ledgers[key].mark_committed(offset)
+
+    def _rewind(self, abort_reason: str | None) -> None:
+        """Abort the open transaction (unless it is already) and read every partition again from its last commit.
+
+        Every alert not committed is forgotten as at a revocation: late
+        answers and delivery reports for it are ignored, and it is read again.
+        """
+        positions = {}
+        abandoned = 0
+        for key, ledger in list(self.ledgers.items()):
+            target = ledger.committed if ledger.committed is not None else ledger.first_offset
+            abandoned += ledger.abandon()
+            fresh = self.ledgers[key] = PartitionLedger(*key)
+            fresh.committed = ledger.committed
+            if target is not None:
+                positions[key] = target
+        if abort_reason is not None:
+            self.transactions.abort(abort_reason)
+        self.outputs.forget_transaction()
+        self.counters.abandoned += abandoned
+        self.counters.aborted += 1
+        try:
+            self.consumer.seek(positions)
+        except Exception as exc:  # noqa: BLE001 - a partition that cannot be sought must not be read on past its gap
+            raise OutputFailed(f"after an aborted transaction the input could not be read again from its last "
+                               f"commit ({exc}); stopping: starting the stage again resumes from it") from None
+        log.warning("rewound after an aborted transaction partitions=%s abandoned=%d",
+                    ",".join(f"{t}/{p}@{o}" for (t, p), o in positions.items()) or "-", abandoned)
 
     def _on_commit(self, err, partitions) -> None:
         if err is not None:
@@ -324,6 +409,10 @@ class Stage:
 
     def _on_lost(self, partitions) -> None:
         # Lost, not revoked: another member may own them already, so commit nothing.
+        if self.transactions is not None:
+            # The open transaction may hold their outputs: abort it, and read
+            # the partitions still assigned again from their last commit.
+            self.outputs.abort_reason = self.outputs.abort_reason or "partitions were lost to the group"
         abandoned = 0
         keys = [(tp.topic, tp.partition) for tp in partitions]
         for key in keys:
@@ -333,6 +422,8 @@ class Stage:
         self.counters.abandoned += abandoned
         self.consumer.forget(keys)
         log.warning("partitions lost %s abandoned=%d", _names(partitions), abandoned)
+        if self.transactions is not None:
+            self._rewind(self.outputs.abort_reason)
 
     def _settle(self, keys: list[tuple[str, int]], deadline: float) -> bool:
         """Run dispatch, collect and emit, without fetching, until ``keys`` are finished or the deadline."""
@@ -342,6 +433,8 @@ class Stage:
                 return True
             if self._broken or self._fatal is not None or self.outputs.fatal is not None:
                 return False
+            if self.outputs.abort_reason is not None:
+                return False  # the commit that follows aborts and rewinds
             self.dispatcher.dispatch(list(self.ledgers.values()), lingering=False)
             self._collect(timeout=0.01)
             self.outputs.poll()

@@ -21,6 +21,7 @@ class Counters:
     resent: int = 0  # alerts sent again because their worker became unavailable
     abandoned: int = 0  # alerts given up at revocation, to be read again by the next owner
     batches: int = 0  # ProcessBatch calls answered
+    aborted: int = 0  # transactions aborted (--exactly-once); their alerts are read again
     circuit_opened: int = 0  # times every call failed and the stage held its alerts (breaker.py)
 
     def as_dict(self) -> dict[str, int]:

@@ -101,6 +101,7 @@ class PartitionLedger:
     in_flight: int = 0  # alerts of this partition sent and not yet answered
     buffered_bytes: int = 0  # value bytes of alerts fetched and not yet DONE
     committed: int | None = None  # the offset last committed (next to read)
+    first_offset: int | None = None  # the first offset fetched (where a rewind goes before any commit)
     commit_target: int | None = None  # the offset that may be committed now
     revoked: bool = False  # set when the partition is taken away; late answers are ignored
     _keys_in_flight: dict = field(default_factory=dict)  # record key -> alerts of it in flight (ordering by key)
@@ -110,6 +111,8 @@ class PartitionLedger:
         if self._waiting and offset <= self._waiting[-1].offset:
             raise ValueError(
                 f"offset {offset} fetched after {self._waiting[-1].offset} on {self.topic}/{self.partition}")
+        if self.first_offset is None:
+            self.first_offset = offset
         alert_id = f"{self.topic}/{self.partition}/{offset}"
         entry = Entry(offset=offset, message=message, size=size, headers=headers, alert_id=alert_id,
                       content_type=content_type, fetched_at=now)
@@ -203,6 +206,8 @@ class PartitionLedger:
 
     def give_back(self, entries: list[Entry], not_before: float = 0.0) -> None:
         """Put unanswered alerts back among the ready ones, in offset order, to be sent again."""
+        if self.revoked:
+            return  # abandoned: as for resolve and acknowledge, the partition's next owner reads them again
         returned = sorted((e for e in entries if e.state is State.IN_FLIGHT), key=lambda e: e.offset)
         for entry in returned:
             entry.state = State.PENDING

@@ -35,7 +35,7 @@ from alertsidecar.v1 import worker_pb2
 
 from alert_sidecar.exceptions import EncodeError, OutputFailed
 from alert_sidecar.formats.avro_outputs import OutputEncoders
-from alert_sidecar.kafka.producer import Outputs, QueueFull, RecordTooLarge
+from alert_sidecar.kafka.producer import AbortNeeded, Outputs, QueueFull, RecordTooLarge
 from alert_sidecar.stage.metrics import Counters
 from alert_sidecar.stage.offsets import Entry, PartitionLedger, Record, Resolution
 from alert_sidecar.stage.verdicts import (DEAD_LETTER, OUTPUT_SOURCE_HEADER, REASON_HEADER, SIZE_HEADER,
@@ -71,6 +71,13 @@ class StageOutputs:
         self._counters = counters
         self._plain_default_output = False
         self.fatal: OutputFailed | None = None  # set by a delivery report; the loop raises it
+        # Set when a record of the open transaction failed (--exactly-once):
+        # the loop aborts the transaction and reads every partition again.
+        self.abort_reason: str | None = None
+        # (alert, output) pairs a cluster refused as too large inside a
+        # transaction: after the abort they are dead-lettered at once, so
+        # the same record cannot abort every transaction after it.
+        self._refused_as_too_large: set[tuple[str, str]] = set()
         # Records waiting for room in librdkafka's queue, in the order they must leave.
         self._backlog: deque[tuple[PartitionLedger, Entry, Record]] = deque()
 
@@ -148,6 +155,9 @@ class StageOutputs:
     def _send(self, ledger: PartitionLedger, entry: Entry, record: Record) -> bool:
         """Produce one record; False if librdkafka's queue is full (it must be sent again later)."""
         callback = functools.partial(self._delivered, ledger, entry, record)
+        if self._refused_as_too_large and (entry.alert_id, record.buffer_name) in self._refused_as_too_large:
+            self._too_large(ledger, entry, record, "the cluster refused it before, in a transaction since aborted")
+            return True
         try:
             self.producers.produce(record.buffer_name, record.value, record.key, record.headers, ledger.partition,
                                    callback)
@@ -155,13 +165,15 @@ class StageOutputs:
             return False
         except RecordTooLarge as exc:
             self._too_large(ledger, entry, record, str(exc))
+        except AbortNeeded as exc:
+            self.abort_reason = self.abort_reason or f"producing to {record.buffer_name or 'the output'} failed: {exc}"
         except OutputFailed as exc:
             self.fatal = self.fatal or exc
         return True
 
     def _drain_backlog(self) -> None:
         backlog = self._backlog
-        while backlog and self.fatal is None:
+        while backlog and self.fatal is None and self.abort_reason is None:
             ledger, entry, record = backlog[0]
             if ledger.revoked:
                 backlog.popleft()
@@ -206,6 +218,13 @@ class StageOutputs:
             self._counters.produced += 1
             return
         buffer = self.producers.buffers[record.buffer_name].buffer
+        if self.producers.transactional and not err.fatal():
+            # Inside a transaction a failed record fails the transaction: it is
+            # aborted and its alerts read again, rather than produced twice.
+            if err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                self._refused_as_too_large.add((entry.alert_id, record.buffer_name))
+            self.abort_reason = self.abort_reason or f"a record for {buffer} failed: {err.str()}"
+            return
         if err.fatal():
             self.fatal = self.fatal or OutputFailed(
                 f"the producer for {buffer} failed for good: {err.str()}; stopping so that nothing is committed "
@@ -232,6 +251,11 @@ class StageOutputs:
                 "stopping so that nothing is committed past it"
             )
 
+    def forget_transaction(self) -> None:
+        """The open transaction was aborted: nothing waiting belongs to a live alert any more."""
+        self._backlog.clear()
+        self.abort_reason = None
+
     def poll(self) -> None:
         """Serve delivery reports, then send what waited for room."""
         self.producers.poll()
@@ -241,7 +265,7 @@ class StageOutputs:
     def flush(self, timeout: float) -> int:
         """Deliver everything, the backlog included, for up to ``timeout`` s; return how many records are left."""
         deadline = time.monotonic() + timeout
-        while self._backlog and self.fatal is None and time.monotonic() < deadline:
+        while self._backlog and self.fatal is None and self.abort_reason is None and time.monotonic() < deadline:
             self.producers.poll(BACKLOG_WAIT_S)
             self._drain_backlog()
         return self.producers.flush(max(0.0, deadline - time.monotonic())) + len(self._backlog)

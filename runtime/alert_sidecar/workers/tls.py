@@ -139,14 +139,26 @@ def _tls_against(raw: socket.socket, host: str, tls: WorkerTls) -> str | None:
         return None
     with secured:
         # In TLS 1.3 a worker checks the client's certificate after the handshake:
-        # its refusal is the first thing it sends.
+        # its refusal is the first thing it sends, an alert (OpenSSL), or the
+        # connection closed without a word (gRPC's servers, which otherwise
+        # send their HTTP/2 settings first).
         try:
-            secured.recv(1)
+            first = secured.recv(1)
         except ssl.SSLError as exc:
             return _refusal(exc)
         except OSError:
             return None
+        if not first:
+            return _closed_after_handshake(tls)
     return None
+
+
+def _closed_after_handshake(tls: WorkerTls) -> str:
+    if not tls.mutual:
+        return ("the worker closed the connection after the TLS handshake, as one that requires a client "
+                "certificate does: give --worker-tls-cert FILE and --worker-tls-key FILE")
+    return ("the worker closed the connection after the TLS handshake, as one that refuses the sidecar's client "
+            "certificate does: is --worker-tls-cert signed by a CA the worker trusts?")
 
 
 def _refusal(exc: ssl.SSLError) -> str:

@@ -156,35 +156,57 @@ def test_a_worker_that_cannot_take_the_input_or_names_unbound_routes_is_refused(
         Negotiation(routes=[], fixed_content_type=None).agree("w", worker_pb2.WorkerDescription())
 
 
-def test_a_worker_that_dies_is_found_by_halving_and_its_alert_alone_counts_tries():
+def test_a_worker_that_dies_is_found_by_sending_its_alerts_alone_and_only_that_alert_counts_tries():
     verdicts, counters = _verdicts(max_retries=1)
     ledger = PartitionLedger("alerts", 0)
     batch = _batch(ledger, 8)
     gone = CallFailed(grpc.StatusCode.UNAVAILABLE, "the worker ended the stream")
+    # The worker dies with 8 alerts in flight: no try is counted, each is suspect and goes out alone.
+    assert verdicts.call_failed(batch, gone) is CallOutcome.WORKER_GONE
     sizes = []
     while True:  # the worker dies on whatever batch holds offset 5
-        assert verdicts.call_failed(batch, gone) is CallOutcome.WORKER_GONE
         entries = ledger.take(now=1e9, max_alerts=100, max_bytes=10**9)
-        while 5 not in [e.offset for e in entries]:  # batches without it are answered OK
-            batch = Batch(0, ledger, entries, [e.alert_id for e in entries])
-            batch.worker = Worker()
+        if not entries:
+            break
+        sizes.append(len(entries))
+        assert all(e.suspect for e in entries)
+        batch = Batch(0, ledger, entries, [e.alert_id for e in entries], alone=True)
+        batch.worker = Worker()
+        if 5 in [e.offset for e in entries]:
+            verdicts.call_failed(batch, gone)
+        else:
             verdicts.answered(batch, worker_pb2.BatchResult(
                 results=[_answer(e.alert_id, worker_pb2.VERDICT_OK) for e in entries]))
-            entries = ledger.take(now=1e9, max_alerts=100, max_bytes=10**9)
-        sizes.append(len(entries))
-        batch = Batch(0, ledger, entries, [e.alert_id for e in entries])
-        batch.worker = Worker()
-        if len(entries) == 1 and entries[0].attempts == 1:
-            verdicts.call_failed(batch, gone)  # the second death alone: its tries are spent
-            break
-    assert sizes == [4, 2, 1, 1]
-    poison = entries[0]
-    assert poison.state is State.RESOLVED and poison.resolution.dead_letter_reason.startswith("gave up after 2")
-    assert "went away while it had this alert alone" in poison.resolution.dead_letter_reason
-    rest = ledger.take(now=1e9, max_alerts=100, max_bytes=10**9)
-    batch = Batch(0, ledger, rest, [e.alert_id for e in rest])
-    batch.worker = Worker()
-    verdicts.answered(batch, worker_pb2.BatchResult(results=[_answer(e.alert_id, worker_pb2.VERDICT_OK) for e in rest]))
+    assert sizes == [1] * 9  # eight alone, and offset 5 once more: two deaths alone spend its tries
     done = list(ledger.emittable())
-    assert [e.offset for e in done] == list(range(8))  # every other alert was answered OK and not retried
-    assert all(e.attempts == 0 for e in done if e.offset != 5)
+    assert [e.offset for e in done] == list(range(8))
+    poison = done[5]
+    assert poison.resolution.dead_letter_reason.startswith("gave up after 2")
+    assert "went away while it had this alert alone" in poison.resolution.dead_letter_reason
+    assert all(e.attempts == 0 and not e.suspect for e in done if e.offset != 5)
+
+
+def test_a_death_not_alone_on_its_worker_blames_no_alert():
+    # One alert in its batch, but other batches were in flight on the worker
+    # too (alone=False): any of them may have killed it, so no try is counted.
+    verdicts, counters = _verdicts(max_retries=0)
+    ledger = PartitionLedger("alerts", 0)
+    batch = _batch(ledger, 1)
+    assert verdicts.call_failed(batch, CallFailed(grpc.StatusCode.UNAVAILABLE, "gone")) is CallOutcome.WORKER_GONE
+    [entry] = ledger.take(now=1e9, max_alerts=100, max_bytes=10**9)
+    assert entry.attempts == 0 and entry.suspect and ledger.suspect_next is False
+
+
+def test_a_batch_timed_out_is_sent_again_one_by_one_without_counting_tries():
+    verdicts, counters = _verdicts(max_retries=0)
+    ledger = PartitionLedger("alerts", 0)
+    batch = _batch(ledger, 4)
+    late = CallFailed(grpc.StatusCode.DEADLINE_EXCEEDED, "no answer within 2 s")
+    assert verdicts.call_failed(batch, late) is CallOutcome.RETRIED
+    first = ledger.take(now=1e9, max_alerts=100, max_bytes=10**9)
+    assert [e.attempts for e in first] == [0] and len(first) == 1
+    alone = Batch(0, ledger, first, [e.alert_id for e in first])
+    alone.worker = Worker()
+    verdicts.call_failed(alone, late)  # alone, it times out again: with no retries left it is dead-lettered
+    [poison] = list(ledger.emittable())
+    assert poison.resolution.dead_letter_reason.startswith("gave up after 1")

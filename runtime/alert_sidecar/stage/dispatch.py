@@ -72,6 +72,9 @@ class Dispatcher:
         one_per_partition = ordering is Ordering.PARTITION
         linger = self._config.batch_linger if lingering else 0.0
         rotated = ledgers[self._rotation:] + ledgers[: self._rotation]
+        if any(ledger.suspect_next for ledger in rotated):
+            self._dispatch_suspects(rotated, now)
+            return
         progress = True
         while progress:  # with ordering key or none, a partition may have several batches in flight
             progress = False
@@ -94,11 +97,34 @@ class Dispatcher:
                 else:
                     breaker.unused_probe()
 
-    def _dispatch_batch(self, worker: WorkerClient, ledger: PartitionLedger, entries: list[Entry]) -> None:
+    def _dispatch_suspects(self, ledgers: list[PartitionLedger], now: float) -> None:
+        """Alerts in flight when a worker died go out one at a time, each alone on an idle worker.
+
+        Until they are answered nothing else is sent, so that a worker that
+        dies again names the alert that kills it (verdicts.py counts a try
+        for it only then), and no other alert is blamed. It costs a few
+        hundred single calls after a worker's death: a second or so.
+        """
+        for ledger in ledgers:
+            if not ledger.suspect_next or ledger.in_flight:
+                continue
+            if not self._verdicts.breaker.allows(now):
+                return
+            worker = self._pool.pick(self._config.max_in_flight, alone=True)
+            if worker is None:
+                return  # the workers are busy: wait for them to be idle
+            entries = ledger.take(now, 1, self._config.max_batch_bytes)
+            if entries:
+                self._dispatch_batch(worker, ledger, entries, alone=True)
+            else:
+                self._verdicts.breaker.unused_probe()
+
+    def _dispatch_batch(self, worker: WorkerClient, ledger: PartitionLedger, entries: list[Entry],
+                        alone: bool = False) -> None:
         entries = self._refuse_unaccepted(ledger, entries)
         if not entries:
             return
-        batch = Batch(next(self._batch_ids), ledger, entries, [e.alert_id for e in entries])
+        batch = Batch(next(self._batch_ids), ledger, entries, [e.alert_id for e in entries], alone=alone)
         treatment = self._negotiation.treatment
         to_decode = [e for e in entries if e.payload is None and treatment(e.content_type).plan is Plan.DECODE]
         if not to_decode:
@@ -116,7 +142,7 @@ class Dispatcher:
         """Go on with a batch once its alerts are decoded: send what is ready, settle the rest."""
         batch = decoded.batch
         worker = batch.worker
-        self._pool.release(worker)  # the slot held while decoding
+        self._pool.release(worker, batch)  # the slot held while decoding
         ledger = batch.ledger
         if ledger.revoked:
             return

@@ -77,9 +77,13 @@ class Entry:
     fetched_at: float = 0.0  # monotonic time it was fetched (batches linger for more)
     state: State = State.PENDING
     attempts: int = 0  # answers of RETRY (or failed calls) so far
-    # The most alerts the batch carrying this alert may hold: halved each time
-    # a worker dies with it in flight, to find the alert that kills it.
+    # The most alerts the batch carrying this alert may hold: 1 once a worker
+    # died with it in flight, or a call with it timed out, to find the alert
+    # that did it.
     split_limit: int = 1 << 30
+    # In flight when a worker died: sent again alone, with nothing else in
+    # flight on its worker, until it survives a call (verdicts.py).
+    suspect: bool = False
     not_before: float = 0.0  # monotonic time before which a retry must not be sent
     last_error: str = ""
     resolution: Resolution | None = None
@@ -199,6 +203,11 @@ class PartitionLedger:
                 self._keys_in_flight[key] = left
             else:
                 self._keys_in_flight.pop(key, None)
+
+    @property
+    def suspect_next(self) -> bool:
+        """The next alert to send is suspected of killing its worker (it goes out alone)."""
+        return bool(self._ready) and self._ready[0].suspect
 
     def oldest_ready_at(self) -> float | None:
         """When the oldest alert ready to send was fetched."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
@@ -43,6 +44,8 @@ log = logging.getLogger("alert_sidecar.transactions")
 TRANSACTION_TIMEOUT_MS = 10000
 # What init, commit and abort may take (librdkafka retries inside it).
 CALL_TIMEOUT_S = 30.0
+# Between tries of init_transactions while the coordinator loads.
+INIT_RETRY_S = 0.5
 # Retriable errors of commit_transaction and send_offsets_to_transaction are tried this often.
 RETRIES = 5
 
@@ -87,12 +90,22 @@ class Transactions:
 
     def start(self) -> None:
         """Fence any earlier producer of the same id (aborting its open transaction), and begin one."""
-        try:
-            self.producer.init_transactions(CALL_TIMEOUT_S)
-        except KafkaException as exc:
-            raise OutputFailed(f"cannot start transactions as {self.transactional_id!r}: {_reason(exc)}; the "
-                               "cluster must allow transactions (3 brokers by default, or the broker's "
-                               "transaction.state.log.replication.factor lowered)") from None
+        deadline = time.monotonic() + CALL_TIMEOUT_S
+        while True:
+            try:
+                self.producer.init_transactions(max(1.0, deadline - time.monotonic()))
+                break
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                # A coordinator still loading (a cluster just started, a broker
+                # just back) is retriable: librdkafka says so and leaves the retry to us.
+                if isinstance(err, KafkaError) and err.retriable() and time.monotonic() < deadline:
+                    log.info("transactions not started yet: %s; trying again", err.str())
+                    time.sleep(INIT_RETRY_S)
+                    continue
+                raise OutputFailed(f"cannot start transactions as {self.transactional_id!r}: {_reason(exc)}; the "
+                                   "cluster must allow transactions (3 brokers by default, or the broker's "
+                                   "transaction.state.log.replication.factor lowered)") from None
         self.producer.begin_transaction()
         log.info("transactions started transactional_id=%s timeout_ms=%d", self.transactional_id,
                  TRANSACTION_TIMEOUT_MS)

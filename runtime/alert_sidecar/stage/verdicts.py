@@ -6,13 +6,15 @@
   contract says those mean RETRY, so nothing is lost): it is sent again after
   an exponential backoff, up to ``max_retries`` times, then dead-lettered.
 - A failed call: if the worker is gone (UNAVAILABLE, CANCELLED) the alerts wait
-  for it without counting a try, and the batch is split: its alerts go out
-  next in batches of half its size. A worker that dies on one alert every
-  time is so found in a few halvings, and once that alert is sent alone and
-  the worker dies again, each death counts a try for it, so that it ends in the
-  dead-letter buffer after --max-retries while the rest of its partition goes
-  on. An answer the contract does not allow stops the stage (WorkerError); any
-  other failure counts a try for every alert of the batch.
+  for it without counting a try, each marked suspect: they go out again one
+  at a time, each alone on an idle worker (dispatch.py). A worker that dies
+  on one alert every time is so found at its next death, and each death
+  with that alert alone counts a try for it, so that it ends in the
+  dead-letter buffer after --max-retries while the rest of its partition
+  goes on; no other alert is blamed. A batch that times out is sent again one
+  alert a batch, counting no try, so that only an alert the worker hangs on
+  runs out of tries. An answer the contract does not allow stops the stage
+  (WorkerError); any other failure counts a try for every alert of the batch.
 - Decoding for the worker: bytes that do not decode are dead-lettered, a
   registry that is down holds the alerts without counting a try, and a decoder
   process that dies counts a try, so that an alert that kills decoders ends as
@@ -151,6 +153,7 @@ class Verdicts:
         worker = batch.worker.name
         retries = []
         for entry, answer in zip(batch.entries, answers):
+            entry.suspect = False  # it survived a call
             verdict = answer.verdict
             if verdict == _OK:
                 ledger.resolve(entry, self._outputs_of(entry, answer))
@@ -177,18 +180,17 @@ class Verdicts:
         code = err.code()
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
             entries = [e for e in batch.entries if e.state is State.IN_FLIGHT]
-            if len(entries) == 1:
-                # Alone in its batch and the worker went away again: this alert
-                # may be what kills it. Count the try.
+            if batch.alone and len(entries) == 1:
+                # The only alert in flight on its worker, and the worker went
+                # away: this alert is what killed it (or it was there when the
+                # worker was killed). Count the try.
                 self.retry(batch.ledger, entries,
                            f"the worker went away while it had this alert alone ({describe_rpc_error(err)})",
                            worker=batch.worker.name)
                 return CallOutcome.WORKER_GONE
-            half = max(1, len(entries) // 2)
-            for entry in entries:
-                entry.split_limit = min(entry.split_limit, half)
-            batch.ledger.give_back(entries)
-            self._counters.resent += len(entries)
+            # Any of them, or none (the worker was killed from outside), may be
+            # to blame: each goes out again alone (dispatch.py), counting no try.
+            self._one_by_one(batch.ledger, entries, suspect=True)
             return CallOutcome.WORKER_GONE
         if isinstance(err, ContractBroken) or code == grpc.StatusCode.UNIMPLEMENTED or (
                 code == grpc.StatusCode.INTERNAL and "eserializ" in (err.details() or "")):
@@ -204,11 +206,26 @@ class Verdicts:
             batch.ledger.give_back(entries)
             self._counters.resent += len(entries)
             return CallOutcome.HELD
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED and len(entries) > 1:
+            # One alert the worker hangs on times its whole batch out: each
+            # goes again in a batch of its own, counting no try, so that only
+            # the one that hangs runs out of tries.
+            self._one_by_one(batch.ledger, entries, suspect=False, why=why)
+            return CallOutcome.RETRIED
         half = max(1, len(entries) // 2)  # split, so that an alert that fails its whole batch is found
         for entry in entries:
             entry.split_limit = min(entry.split_limit, half)
         self.retry(batch.ledger, entries, why, worker=batch.worker.name)
         return CallOutcome.RETRIED
+
+    def _one_by_one(self, ledger: PartitionLedger, entries: list[Entry], suspect: bool, why: str = "") -> None:
+        """Send ``entries`` again in batches of one, counting no try (``suspect``: each alone on its worker)."""
+        for entry in entries:
+            entry.split_limit = 1
+            entry.suspect = entry.suspect or suspect
+            entry.last_error = why or entry.last_error
+        ledger.give_back(entries)
+        self._counters.resent += len(entries)
 
     def retry(self, ledger: PartitionLedger, entries: list[Entry], reason: str | None = None,
               worker: str = "") -> None:

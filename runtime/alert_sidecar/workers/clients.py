@@ -59,6 +59,9 @@ class Batch:
     alert_ids: list[str]
     worker: WorkerClient | None = None
     sent_at: float = 0.0
+    # One alert suspected of killing its worker, sent while nothing else is
+    # in flight on it: if the worker dies now, that alert did it.
+    alone: bool = False
 
 
 @dataclass

@@ -83,6 +83,7 @@ class WorkerPool:
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self._next = 0
+        self._alone: set[int] = set()  # workers (by id) with a batch in flight that must be alone on it
 
     # -- start ----------------------------------------------------------------
 
@@ -129,13 +130,19 @@ class WorkerPool:
 
     # -- the loop's side ------------------------------------------------------
 
-    def pick(self, max_in_flight: int) -> WorkerClient | None:
-        """The healthy worker with the fewest batches in flight, or None if all are busy or down."""
+    def pick(self, max_in_flight: int, alone: bool = False) -> WorkerClient | None:
+        """The healthy worker with the fewest batches in flight, or None if all are busy or down.
+
+        ``alone``: only a worker with nothing in flight (for a batch that must
+        be the only one on it). A worker with such a batch in flight is
+        never picked until it is answered.
+        """
         best = None
         count = len(self.workers)
         for i in range(count):
             worker = self.workers[(self._next + i) % count]
-            if worker.healthy and worker.in_flight < max_in_flight:
+            if worker.healthy and id(worker) not in self._alone and (
+                    worker.in_flight == 0 if alone else worker.in_flight < max_in_flight):
                 if best is None or worker.in_flight < best.in_flight:
                     best = worker
         if best is not None:
@@ -145,16 +152,22 @@ class WorkerPool:
     def send(self, worker: WorkerClient, batch: Batch, request: bytes) -> None:
         """Send a batch (AlertBatch bytes); its Completion comes back through ``next_event``."""
         worker.in_flight += 1
+        if batch.alone:
+            self._alone.add(id(worker))
         worker.send(batch, request)
 
     def hold(self, worker: WorkerClient, batch: Batch) -> None:
         """Keep a slot of ``worker`` for ``batch`` while its alerts are prepared (decoded) for it."""
         worker.in_flight += 1
         batch.worker = worker
+        if batch.alone:
+            self._alone.add(id(worker))
 
-    def release(self, worker: WorkerClient) -> None:
-        """Give back a slot taken by ``hold``."""
+    def release(self, worker: WorkerClient, batch: Batch) -> None:
+        """Give back a slot taken by ``hold`` (``send`` takes it again if the batch still goes out)."""
         worker.in_flight -= 1
+        if batch.alone:
+            self._alone.discard(id(worker))
 
     def next_event(self, timeout: float) -> Event | None:
         """The next completion or event, waiting up to ``timeout`` seconds (0: only what is there)."""
@@ -164,6 +177,8 @@ class WorkerPool:
             return None
         if isinstance(event, Completion):
             event.batch.worker.in_flight -= 1
+            if event.batch.alone:
+                self._alone.discard(id(event.batch.worker))
         return event
 
     def unavailable(self, worker: WorkerClient, err: grpc.RpcError) -> None:

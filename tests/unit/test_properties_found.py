@@ -7,6 +7,7 @@ code is run by name on every run. Bugs not fixed yet are marked xfail
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -14,12 +15,15 @@ import textwrap
 from typing import Any
 from unittest import mock
 
+import fastavro
 import pytest
+from fastavro._read_common import HEADER_SCHEMA
 
 from alert_worker import codecs
 from alert_worker.codecs import json_form
 from alert_worker.exceptions import AlertDecodeError
-from alert_sidecar.exceptions import DecodeError, InvalidSchemaError
+from alert_sidecar.exceptions import DecodeError, EncodeError, InvalidSchemaError
+from alert_sidecar.formats.avro_outputs import AvroOutput
 from alert_sidecar.formats.content import AVRO_CONFLUENT, AVRO_OCF, JSON, RAW
 from alert_sidecar.formats.decoding import convert_batch, decode
 from alert_sidecar.formats.schemas import DirectorySchemas, RubinSchemas, SchemaSource
@@ -139,7 +143,7 @@ def test_a_schema_file_that_is_not_a_schema_is_invalid(text: str, tmp_path) -> N
     assert refused.value.schema_id == 9
 
 
-# --- Not fixed ---------------------------------------------------------------------------------
+# --- Fixed: records of recursive schemas ------------------------------------------------------
 
 # A record type that contains itself (a linked list), as a registry may hold:
 # the deeper the chain, the deeper every reader and writer recurses.
@@ -151,54 +155,118 @@ def _chain(depth: int) -> bytes:
     return codecs.confluent_header(7) + b"\x02" * depth + b"\x00"
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError, reason=(
-    "convert_batch raises RecursionError for a record nested 1000 deep: fastavro decodes it (in C, without "
-    "Python frames), orjson refuses more than 255 levels, and the standard library's writer in json_form.py "
-    "recurses once per level; the alert should be answered (a Converted with an error, or its JSON form)"))
+def _chain_file(depth: int) -> bytes:
+    """The same chain as the one record of an Avro container file."""
+    return _container(json.dumps(_NODE), b"\x02" * depth + b"\x00")
+
+
+def _container(schema_text: str, body: bytes) -> bytes:
+    """An Avro container file of one record, written by hand: fastavro's writer recurses on what is tested here."""
+    sync = bytes(range(16))
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, HEADER_SCHEMA, {
+        "magic": b"Obj\x01", "meta": {"avro.schema": schema_text.encode(), "avro.codec": b"null"}, "sync": sync})
+    for count in (1, len(body)):  # the block: its count of records and its size, as Avro longs
+        fastavro.schemaless_writer(out, "long", count)
+    return out.getvalue() + body + sync
+
+
 def test_a_record_nested_a_thousand_deep_is_answered_not_raised() -> None:
+    # RecursionError escaped convert_batch: fastavro's C reader decoded it, and the stdlib JSON writer recursed.
     resolver = codecs.MappingSchemaResolver({7: _NODE})
     [converted] = convert_batch([_chain(1000)], [AVRO_CONFLUENT], None, resolver)
     assert (converted.payload is None) != (converted.error is None)
+    assert converted.schema_id == 7
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError, reason=(
-    "encode_json documents TypeError as its only error, and raises RecursionError for a value nested 1000 "
-    "deep (orjson's TypeError at 256 levels sends it to the standard library's writer, which recurses)"))
 @WRITERS
 def test_a_value_nested_a_thousand_deep_is_written_or_refused_with_a_type_error(with_orjson: bool) -> None:
+    # RecursionError, not TypeError: orjson refuses 256 levels, and the stdlib writer then recursed per level.
     value: Any = 1
     for _ in range(1000):
         value = [value]
-    try:
+    assert encode_json(value, with_orjson) == b"[" * 1000 + b"1" + b"]" * 1000
+
+
+@WRITERS
+def test_a_list_that_contains_itself_is_refused_with_a_type_error(with_orjson: bool) -> None:
+    value: list[Any] = [1]
+    value.append({"again": value})
+    with pytest.raises(TypeError, match="nests arrays and objects deeper than 10000 levels"):
         encode_json(value, with_orjson)
-    except TypeError:
-        pass
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "fastavro's compiled reader recurses on the C stack and kills the process (SIGSEGV) on a record of a "
-    "recursive schema nested some 8000 deep (8 KB of body, on an 8 MB stack): a decoder process dies on "
-    "every try of it, a sidecar run with --decoders 0 dies, and so does an SDK worker that calls "
-    "Alert.avro(); AlertDecodeError is expected"))
 def test_a_record_nested_a_hundred_thousand_deep_is_refused_without_crashing() -> None:
+    # SIGSEGV: fastavro's compiled reader recursed on the C stack (decoders, --decoders 0, Alert.avro()).
     program = textwrap.dedent(f"""
         import threading
         from alert_worker import codecs
+        from alert_worker.alert import Alert
         from alert_worker.exceptions import AlertDecodeError
+        from alertsidecar.v1 import worker_pb2
+
+        resolver = codecs.MappingSchemaResolver({{7: {_NODE!r}}})
+        confluent, container = {_chain(100_000)!r}, {_chain_file(100_000)!r}
+        refused = []
 
         def decode():
-            try:
-                codecs.decode_confluent({_chain(100_000)!r}, codecs.MappingSchemaResolver({{7: {_NODE!r}}}))
-            except AlertDecodeError:
-                pass
+            for read in (lambda: codecs.decode_confluent(confluent, resolver),
+                         lambda: codecs.decode_ocf(container),
+                         lambda: Alert(worker_pb2.Alert(value=confluent, content_type=codecs.AVRO_CONFLUENT),
+                                       schema_resolver=resolver).record(),
+                         lambda: Alert(worker_pb2.Alert(value=container, content_type=codecs.AVRO_OCF)).avro()):
+                try:
+                    read()
+                except AlertDecodeError as exc:
+                    refused.append(str(exc))
 
         threading.stack_size(8 * 2**20)  # a Linux main thread's default, whatever ulimit -s says here
         thread = threading.Thread(target=decode)
         thread.start()
         thread.join()
+        assert len(refused) == 4 and all("deeper than" in why for why in refused), refused
     """)
-    done = subprocess.run([sys.executable, "-c", program], capture_output=True, timeout=120)
-    assert done.returncode == 0, f"the decoding process ended with {done.returncode}"
+    done = subprocess.run([sys.executable, "-"], input=program.encode(), capture_output=True, timeout=120)
+    assert done.returncode == 0, f"the decoding process ended with {done.returncode}: {done.stderr[-2000:]!r}"
+
+
+@pytest.mark.parametrize("content_type", [AVRO_CONFLUENT, AVRO_OCF])
+def test_a_record_of_a_recursive_schema_too_deep_to_read_is_a_decode_error(content_type: str) -> None:
+    value = _chain(100_000) if content_type == AVRO_CONFLUENT else _chain_file(100_000)
+    resolver = codecs.MappingSchemaResolver({7: _NODE})
+    with pytest.raises(DecodeError, match="nests the types of its recursive schema deeper than"):
+        decode(value, content_type, resolver)
+    [converted] = convert_batch([value], [content_type], None, resolver)
+    assert converted.payload is None and "recursive schema" in converted.error
+
+
+def test_a_container_file_whose_schema_is_nested_too_deep_says_so() -> None:
+    # The header's schema, JSON nested 2000 deep, made json.loads raise RecursionError: the file was
+    # refused, saying RecursionError; now it says the schema is nested too deep.
+    deep = '{"type": "array", "items": ' * 2000 + '"int"' + "}" * 2000
+    with pytest.raises(AlertDecodeError, match="the schema in the header .* is JSON nested deeper"):
+        codecs.decode_ocf(_container(deep, b"\x00"))
+    shallow = '{"type": "array", "items": ' * 900 + '"int"' + "}" * 900  # not recursive: the compiled reader
+    record = codecs.decode_ocf(_container(shallow, b"\x02" * 900 + b"\x0e" + b"\x00" * 900))
+    assert codecs.encode_json(record) == b"[" * 900 + b"7" + b"]" * 900
+
+
+@pytest.mark.parametrize("content_type", [AVRO_CONFLUENT, AVRO_OCF])
+def test_a_record_of_a_recursive_schema_decodes_as_before(content_type: str) -> None:
+    value = _chain(50) if content_type == AVRO_CONFLUENT else _chain_file(50)
+    [converted] = convert_batch([value], [content_type], None, codecs.MappingSchemaResolver({7: _NODE}))
+    assert converted.payload == b'{"next":' * 51 + b"null" + b"}" * 51  # the record, then 50 in its chain
+
+
+def test_an_output_of_a_recursive_schema_too_deep_to_encode_is_an_encode_error(tmp_path) -> None:
+    # AvroOutput.encode raised RecursionError (its walk of the JSON form
+    # recursed per level), which the stage does not catch.
+    (tmp_path / "node.avsc").write_text(json.dumps(_NODE))
+    output = AvroOutput(str(tmp_path / "node.avsc"), 5)
+    assert output.encode(b'{"next": {"next": null}}', JSON) == codecs.confluent_header(5) + b"\x02\x00"
+    value = b'{"next":' * 1000 + b"null" + b"}" * 1000
+    with pytest.raises(EncodeError, match="deeper than Python's recursion limit"):
+        output.encode(value, JSON)
 
 
 class _Message:

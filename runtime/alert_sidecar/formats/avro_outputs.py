@@ -14,6 +14,7 @@ import base64
 import binascii
 import json
 import logging
+import sys
 from typing import Any
 
 import fastavro
@@ -51,12 +52,16 @@ class AvroOutput:
             record = orjson.loads(value)
         except orjson.JSONDecodeError:
             raise EncodeError(f"is neither JSON nor Avro of schema {self.schema_id}; cannot encode it") from None
-        record = _from_json_form(record, self.schema, self._named)
         try:
+            record = _from_json_form(record, self.schema, self._named)
             validate(record, self.schema, raise_errors=True)
         except ValidationError as exc:
             raise EncodeError(f"does not fit schema {self.schema_path} (id {self.schema_id}): "
                               f"{_first_line(exc)}") from None
+        except RecursionError:  # a recursive schema's type nested some 340 deep: both walks recurse per level
+            raise EncodeError(f"nests the types of schema {self.schema_path} (id {self.schema_id}) deeper than "
+                              f"Python's recursion limit ({sys.getrecursionlimit()} calls) allows to "
+                              f"encode") from None
         return encode_confluent(record, self.schema, self.schema_id)
 
 

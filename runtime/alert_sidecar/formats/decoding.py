@@ -117,7 +117,12 @@ def _end_with_the_sidecar(sidecar_pid: int) -> None:
 
 def convert_batch(values: list[bytes | None], content_types: list[str], fields: tuple[str, ...] | None,
                   source=None) -> list[Converted]:
-    """Decode alerts to the JSON form; one Converted per alert, in order."""
+    """Decode alerts to the JSON form; one Converted per alert, in order, whatever the alerts' bytes.
+
+    An alert that does not decode, or whose record cannot be written as JSON,
+    is answered with its error; one whose schema the registry cannot give now
+    with a transient error.
+    """
     from alert_sidecar.formats.schemas import SchemaRegistryUnavailable, UnknownSchemaError
 
     source = source if source is not None else _SOURCE
@@ -125,11 +130,16 @@ def convert_batch(values: list[bytes | None], content_types: list[str], fields: 
     for value, content_type in zip(values, content_types):
         try:
             record, schema_id = decode(value, content_type, source)
-            out.append(Converted(to_json(record, fields), schema_id))
         except (DecodeError, UnknownSchemaError) as exc:
             out.append(Converted(None, schema_id_of(value), f"cannot decode the alert: {exc}"))
+            continue
         except SchemaRegistryUnavailable as exc:
             out.append(Converted(None, schema_id_of(value), str(exc), transient=True))
+            continue
+        try:
+            out.append(Converted(to_json(record, fields), schema_id))
+        except TypeError as exc:  # encode_json's one error: a record it cannot write (nested too deep)
+            out.append(Converted(None, schema_id, f"cannot write the alert's JSON form: {exc}"))
     return out
 
 

@@ -25,7 +25,7 @@ forms hold the same values except where JSON has no type for them: bytes
 (cutouts) are base64 strings, timestamps ISO 8601 strings, NaN and infinities
 null. ``b64bytes`` and ``as_datetime`` read such a field the same way from
 either form. ``schema_names.py`` walks the named types of Avro schemas, so that
-a schema sent as text stands alone.
+a schema sent as text stands alone, and tells recursive schemas apart.
 """
 
 from . import avro, content, json_form, resolvers, rubin, schema_names
@@ -50,7 +50,7 @@ from .json_form import (
 )
 from .resolvers import BatchSchemaResolver, MappingSchemaResolver, SchemaResolver, parse_writer_schema
 from .rubin import RubinSchemaResolver, rubin_resolver, rubin_schema_files, rubin_schema_id
-from .schema_names import inline_named_types, named_types, plain_schema
+from .schema_names import inline_named_types, is_recursive, named_types, plain_schema
 
 __all__ = [*content.__all__, *json_form.__all__, *avro.__all__, *resolvers.__all__, *rubin.__all__,
            *schema_names.__all__]

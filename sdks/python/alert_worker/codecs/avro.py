@@ -9,17 +9,30 @@
   records (Avro specification, "Object Container Files"). ZTF sends one alert
   per Kafka message, each a container file of one record: a file of several
   records is refused, not read in part.
+
+A record of a recursive schema (a named type that contains itself, as a
+linked list does) may nest as deep as its bytes go, and fastavro's compiled
+reader follows it on the C stack: some 8000 levels (8 KB of body) crash the
+process. Such schemas are read with fastavro's pure-Python reader, whose
+depth Python's recursion limit bounds: too deep a record is an
+``AlertDecodeError``. Every other schema, as every ZTF and Rubin schema is,
+keeps the compiled reader.
 """
 
 from __future__ import annotations
 
 import io
 import struct
+import sys
+import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import fastavro
+import fastavro._read_py
 
 from ..exceptions import AlertDecodeError
+from .schema_names import is_recursive
 
 if TYPE_CHECKING:
     from .resolvers import SchemaResolver
@@ -88,7 +101,9 @@ def decode_confluent(data: bytes, resolver: SchemaResolver | None = None) -> Any
     schema = resolver.schema(schema_id)
     body = io.BytesIO(memoryview(data)[CONFLUENT_HEADER_SIZE:])
     try:
-        record = fastavro.schemaless_reader(body, schema, None)
+        record = _schemaless_reader(schema)(body, schema, None)
+    except RecursionError:
+        raise AlertDecodeError(_too_deep(f"the Avro body of schema id {schema_id}")) from None
     except Exception as exc:  # fastavro raises EOFError, ValueError, IndexError, UnicodeDecodeError, ...
         raise AlertDecodeError(
             f"the Avro body does not decode with schema id {schema_id}: "
@@ -125,10 +140,19 @@ def decode_ocf(data: bytes) -> Any:
     one alert, and reading only the first of several would lose the others
     without a word.
     """
+    records = None
     try:
-        records = iter(fastavro.reader(io.BytesIO(data)))
+        header = fastavro.reader(io.BytesIO(data))  # reads the header and its schema, not yet a record
+        recursive = _is_recursive_text(header.metadata.get("avro.schema", ""), header.writer_schema)
+        records = fastavro._read_py.reader(io.BytesIO(data)) if recursive else header
         first = next(records, _NONE)
         extra = sum(1 for _ in records) if first is not _NONE else 0
+    except RecursionError:
+        if records is None:  # json.loads of the header's schema recurses per level
+            raise AlertDecodeError("the schema in the header of the Avro container file is JSON nested deeper "
+                                   f"than Python's recursion limit ({sys.getrecursionlimit()}) allows to "
+                                   f"read") from None
+        raise AlertDecodeError(_too_deep("the record of the Avro container file")) from None
     except Exception as exc:  # fastavro raises ValueError, EOFError, SchemaParseException, ...
         raise AlertDecodeError(
             f"the value is not a readable Avro container file: {type(exc).__name__}: {exc}") from exc
@@ -141,3 +165,48 @@ def decode_ocf(data: bytes) -> Any:
 
 
 _NONE = object()
+
+
+# --- Recursive schemas: the pure-Python reader ----------------------------------------------
+
+
+def _too_deep(what: str) -> str:
+    return (f"{what} nests the types of its recursive schema deeper than Python's recursion limit "
+            f"({sys.getrecursionlimit()} calls) allows to read")
+
+
+# Whether a schema is recursive, found once per schema and kept: for parsed
+# schemas by identity (a resolver answers an id with the same object every
+# time; each entry holds its schema, so that its id is not another's), for
+# container files by the schema text of their header. A few schemas per
+# stream; the bound only guards memory against a resolver that parses anew
+# for every call.
+_MAX_KEPT = 64
+_recursive_parsed: dict[int, tuple[Any, bool]] = {}
+_recursive_texts: dict[str, bool] = {}
+_kept_lock = threading.Lock()
+
+
+def _schemaless_reader(schema: Any) -> Callable[..., Any]:
+    """fastavro's compiled schemaless_reader, or its pure-Python one for a recursive schema."""
+    kept = _recursive_parsed.get(id(schema))
+    if kept is None or kept[0] is not schema:
+        kept = (schema, is_recursive(schema))
+        _keep(_recursive_parsed, id(schema), kept)
+    return fastavro._read_py.schemaless_reader if kept[1] else fastavro.schemaless_reader
+
+
+def _is_recursive_text(text: str, parsed: Any) -> bool:
+    """Whether the schema of a container file's header (its text, and as fastavro parsed it) is recursive."""
+    recursive = _recursive_texts.get(text)
+    if recursive is None:
+        recursive = is_recursive(parsed)
+        _keep(_recursive_texts, text, recursive)
+    return recursive
+
+
+def _keep(kept: dict[Any, Any], key: Any, value: Any) -> None:
+    with _kept_lock:
+        if len(kept) >= _MAX_KEPT:
+            del kept[next(iter(kept))]  # the oldest
+        kept[key] = value

@@ -69,7 +69,8 @@ def encode_json(value: Any) -> bytes:
     - decimals and UUIDs as strings, sets as arrays, numpy scalars and arrays
       as numbers and arrays.
 
-    Raises TypeError for a value of any other type.
+    Raises TypeError for a value of any other type, and for arrays and
+    objects nested deeper than ``MAX_JSON_DEPTH`` (10,000) levels.
     """
     if orjson is not None:
         try:
@@ -151,9 +152,64 @@ def _float(value: float) -> str:
     return f"{mantissa}e{'+' if power > 0 else '-'}{abs(power)}"
 
 
+# Arrays and objects nest at most this deep in what the standard library's
+# writer writes. It walks them with a stack of its own, not one call per
+# level (orjson stops at 255 levels and sends deeper values here), so a decoded
+# alert nested a thousand deep is written; deeper than this is refused, which
+# also ends a list or dict that contains itself.
+MAX_JSON_DEPTH = 10_000
+
+
 def _encode_with_stdlib(value: Any) -> bytes:
     pieces: list[str] = []
-    _write(value, pieces.append)
+    out = pieces.append
+    # The innermost array or object being written (at first the value alone,
+    # in brackets of none): the iterator of its items left, whether it is an
+    # object, its closing bracket. The stack holds those of the ones around it.
+    items: Any = iter((value,))
+    is_object, closing, separator = False, "", ""
+    stack: list[tuple[Any, bool, str]] = []
+    while True:
+        for item in items:
+            if is_object:
+                key, item = item
+                out(separator + (_string(key) if type(key) is str else _key(key)) + ":")
+            elif separator:
+                out(separator)
+            separator = ","
+            kind = type(item)
+            if kind is str:
+                out(_string(item))
+            elif kind is float:
+                out(_float(item))
+            elif kind is int:
+                out(_int(item))
+            elif item is None:
+                out("null")
+            elif kind is bool:
+                out("true" if item else "false")
+            elif (kind is dict or kind is list or kind is tuple) and not item:
+                out("{}" if kind is dict else "[]")
+            else:  # its items next; for a value of another type, what _plain makes it, in brackets of none
+                if len(stack) >= MAX_JSON_DEPTH:
+                    raise TypeError(_too_deep(item))
+                stack.append((items, is_object, closing))
+                if kind is dict:
+                    out("{")
+                    items, is_object, closing = iter(item.items()), True, "}"
+                elif kind is list or kind is tuple:
+                    out("[")
+                    items, is_object, closing = iter(item), False, "]"
+                else:
+                    items, is_object, closing = iter((_plain(item),)), False, ""
+                separator = ""
+                break
+        else:  # every item written
+            out(closing)
+            if not stack:
+                break
+            items, is_object, closing = stack.pop()
+            separator = ","
     # A str may hold lone surrogates (json.loads makes them of "\ud800"),
     # which UTF-8 cannot encode and orjson refuses: written as JSON escapes
     # (\ud800), they read back as the same str. Every other character is
@@ -161,50 +217,23 @@ def _encode_with_stdlib(value: Any) -> bytes:
     return "".join(pieces).encode("utf-8", "backslashreplace")
 
 
-def _write(value: Any, out: Callable[[str], None]) -> None:
-    kind = type(value)
-    if kind is str:
-        out(_string(value))
-    elif kind is dict:
-        separator = "{"
-        for key, item in value.items():
-            out(separator + (_string(key) if type(key) is str else _key(key)) + ":")
-            separator = ","
-            _write(item, out)
-        out("}" if separator == "," else "{}")
-    elif kind is list or kind is tuple:
-        separator = "["
-        for item in value:
-            out(separator)
-            separator = ","
-            _write(item, out)
-        out("]" if separator == "," else "[]")
-    elif kind is float:
-        out(_float(value))
-    elif kind is int:
-        out(_int(value))
-    elif value is None:
-        out("null")
-    elif value is True:
-        out("true")
-    elif value is False:
-        out("false")
-    else:
-        _write_other(value, out)
+def _too_deep(value: Any) -> str:
+    return (f"the value cannot be written as JSON: it nests arrays and objects deeper than {MAX_JSON_DEPTH} "
+            f"levels (a {type(value).__name__} at that depth): a list or dict that contains itself, or a value "
+            f"whose JSON form is itself, never ends")
 
 
-def _write_other(value: Any, out: Callable[[str], None]) -> None:
-    """Subclasses of JSON's types, as orjson writes them; anything else through _json_default."""
+def _plain(value: Any) -> Any:
+    """Subclasses of JSON's types as those types, as orjson writes them; anything else through _json_default."""
     if isinstance(value, str):
-        out(_string(value))
-    elif isinstance(value, int):  # bool is not here: True and False are its only instances
-        out(_int(value))
-    elif isinstance(value, dict):
-        _write(dict(value), out)
-    elif isinstance(value, (list, tuple)):
-        _write(list(value), out)
-    else:
-        _write(_json_default(value), out)
+        return str.__str__(value)  # its characters, not what an overridden __str__ says
+    if isinstance(value, int):  # bool is not here: True and False are its only instances
+        return int.__int__(value)
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return _json_default(value)
 
 
 # Python writes at most sys.get_int_max_str_digits() digits of an int at once

@@ -1,4 +1,4 @@
-"""Avro named types: what a schema defines, writing referenced types in, and fastavro's keys out.
+"""Avro named types: what a schema defines, writing referenced types in, fastavro's keys out, recursion.
 
 Schemas travel as text that must stand alone (``AlertBatch.schemas``, a
 registry's answer, a schema folder's id file), while Avro lets a schema refer
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["named_types", "inline_named_types", "plain_schema"]
+__all__ = ["named_types", "inline_named_types", "plain_schema", "is_recursive"]
 
 # Avro's primitive type names: never references to a named type.
 _PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
@@ -117,6 +117,75 @@ def inline_named_types(schema: Any, named: dict[str, Any]) -> Any:
         return out
 
     return walk(schema, None)
+
+
+def is_recursive(schema: Any) -> bool:
+    """Whether a named type of ``schema`` contains itself, directly or through other named types.
+
+    A record of such a type (a linked list, a tree) may nest as deep as its
+    bytes go, where a record of any other schema nests no deeper than the
+    schema. Takes a schema as fastavro parses it (full names; the types it
+    was given to refer to under ``"__named_schemas"``) or as written, and any
+    JSON: what is not a schema has no named type. Walks the schema with a stack
+    of its own, so a schema nested as deep as its JSON reader allows is
+    answered too.
+    """
+    uses: dict[str, set[tuple[str, str | None]]] = {}  # each type -> the names its definition refers to
+    stack: list[tuple[Any, str | None, str | None]] = [(schema, None, None)]  # (node, namespace, type it is in)
+    if isinstance(schema, dict) and isinstance(schema.get("__named_schemas"), dict):
+        stack.extend((definition, None, None) for definition in schema["__named_schemas"].values())
+    while stack:
+        node, namespace, owner = stack.pop()
+        if isinstance(node, str):
+            if owner is not None and node not in _PRIMITIVES:
+                uses[owner].add((node, namespace))
+        elif isinstance(node, list):
+            stack.extend((branch, namespace, owner) for branch in node)
+        elif isinstance(node, dict):
+            kind = node.get("type")
+            if _is_named(kind) and isinstance(node.get("name"), str):
+                own = _namespace_of(node, namespace)
+                full = _fullname(node["name"], own)
+                if owner is not None:
+                    uses[owner].add((full, None))
+                uses.setdefault(full, set())
+                for field in _fields(node) if kind in ("record", "error") else ():
+                    if isinstance(field, dict):
+                        stack.append((field.get("type"), own, full))
+            elif kind == "array":
+                stack.append((node.get("items"), namespace, owner))
+            elif kind == "map":
+                stack.append((node.get("values"), namespace, owner))
+            elif not _is_named(kind):  # a reference ("type": "ns.Name"), a primitive, a union, a nested schema
+                stack.append((kind, namespace, owner))
+    # A reference means the type of its full name if the schema defines one, else the name as written.
+    graph = {name: {full if full in uses else ref for ref, ns in refs for full in (_fullname(ref, ns),)}
+             for name, refs in uses.items()}
+    return _has_cycle(graph)
+
+
+def _has_cycle(graph: dict[str, set[str]]) -> bool:
+    """Whether following the edges of ``graph`` from some name leads back to it (depth first, without recursion)."""
+    done: set[str] = set()
+    for start in graph:
+        if start in done:
+            continue
+        path = {start}
+        walk = [(start, iter(graph[start]))]
+        while walk:
+            name, edges = walk[-1]
+            for target in edges:
+                if target in path:
+                    return True
+                if target in graph and target not in done:
+                    path.add(target)
+                    walk.append((target, iter(graph[target])))
+                    break
+            else:
+                walk.pop()
+                path.discard(name)
+                done.add(name)
+    return False
 
 
 def plain_schema(schema: Any) -> Any:

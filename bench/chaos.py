@@ -134,9 +134,11 @@ FREEZE_S = 30.0
 OUTPUT_DOWN_S = 60.0
 
 # Poison and hanging alerts per 20,000 (scaled with the count, at least one
-# of each). Few enough that a worker's threads are not all hung at once (the
-# SDK serves 16), and that one that dies is not restarted for ever.
-POISON_RETRY, POISON_CRASH, POISON_EXIT, HANGING = 8, 8, 2, 3
+# of each). Few enough that a worker's threads are not all hung at once: each
+# try of an alert the worker's code hangs on holds one of the SDK's 16 batch
+# threads for good (Python cannot end a thread), four tries an alert with
+# --max-retries 2 (its batch's, then three alone), so two such alerts hold 8.
+POISON_RETRY, POISON_CRASH, POISON_EXIT, HANGING = 8, 8, 2, 2
 
 # How often a scenario looks at watermarks and logs while it waits.
 POLL_S = 0.25

@@ -14,7 +14,7 @@ from alert_sidecar.stage.negotiation import Negotiation, Plan
 from alert_sidecar.stage.offsets import PartitionLedger, Record, Resolution, State
 from alert_sidecar.stage.verdicts import (ATTEMPTS_HEADER, DEAD_LETTER, REASON_HEADER, CallOutcome, RetryPolicy,
                                           Verdicts)
-from alert_sidecar.workers.clients import Batch, CallFailed, ContractBroken, WorkerCall
+from alert_sidecar.workers.clients import SentAgain, Batch, CallFailed, ContractBroken, WorkerCall
 
 
 class Message:
@@ -202,7 +202,7 @@ def test_a_batch_timed_out_is_sent_again_one_by_one_without_counting_tries():
     ledger = PartitionLedger("alerts", 0)
     batch = _batch(ledger, 4)
     late = CallFailed(grpc.StatusCode.DEADLINE_EXCEEDED, "no answer within 2 s")
-    assert verdicts.call_failed(batch, late) is CallOutcome.RETRIED
+    assert verdicts.call_failed(batch, late) is CallOutcome.HELD
     first = ledger.take(now=1e9, max_alerts=100, max_bytes=10**9)
     assert [e.attempts for e in first] == [0] and len(first) == 1
     alone = Batch(0, ledger, first, [e.alert_id for e in first])
@@ -210,3 +210,15 @@ def test_a_batch_timed_out_is_sent_again_one_by_one_without_counting_tries():
     verdicts.call_failed(alone, late)  # alone, it times out again: with no retries left it is dead-lettered
     [poison] = list(ledger.emittable())
     assert poison.resolution.dead_letter_reason.startswith("gave up after 1")
+
+
+def test_a_batch_cut_off_with_a_stream_another_batch_timed_out_on_counts_nothing():
+    verdicts, counters = _verdicts(max_retries=0)
+    ledger = PartitionLedger("alerts", 0)
+    batch = _batch(ledger, 1)
+    for _ in range(10):  # however often: no try, and no failure toward the circuit breaker
+        assert verdicts.call_failed(batch, SentAgain("its stream was ended")) is CallOutcome.HELD
+        batch = Batch(1, ledger, ledger.take(now=1e9, max_alerts=10, max_bytes=10**9), [])
+        batch.worker = Worker()
+    assert [e.attempts for e in batch.entries] == [0]
+    assert verdicts.breaker.state.value == "closed"

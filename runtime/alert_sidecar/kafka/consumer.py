@@ -83,6 +83,7 @@ class InputConsumer:
         self._errors = config.get("error_cb")
         self._consumer = Consumer(config)
         self.paused: set[tuple[str, int]] = set()
+        self._closing = False
 
     def check_reachable(self) -> int:
         """The input topic's partition count; raise KafkaUnreachable when the cluster or topic is missing."""
@@ -115,7 +116,10 @@ class InputConsumer:
         # confluent-kafka applies the list it handed this callback as it was,
         # offsets unset, whatever the callback changed in it (tried on a real
         # broker): start positions hold only if the callback assigns itself.
-        positioned = starts(self._consumer, partitions, self._start, METADATA_TIMEOUT_S)
+        if self._closing:  # an assignment that arrives as the consumer closes: no broker round trips for it
+            positioned = partitions
+        else:
+            positioned = starts(self._consumer, partitions, self._start, METADATA_TIMEOUT_S)
         on_assign(positioned)
         if not positioned and self._incremental:
             return
@@ -208,6 +212,7 @@ class InputConsumer:
         return {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None) for tp in answered}
 
     def close(self) -> None:
+        self._closing = True
         try:
             self._consumer.close()
         except (KafkaException, RuntimeError) as exc:

@@ -43,7 +43,7 @@ from alert_sidecar.exceptions import WorkerError
 from alert_sidecar.stage.breaker import CircuitBreaker
 from alert_sidecar.stage.metrics import Counters
 from alert_sidecar.stage.offsets import Entry, PartitionLedger, Record, Resolution, State
-from alert_sidecar.workers.clients import Batch, ContractBroken, WorkerCall, describe_rpc_error
+from alert_sidecar.workers.clients import Batch, ContractBroken, SentAgain, WorkerCall, describe_rpc_error
 
 if TYPE_CHECKING:
     from alert_sidecar.formats.decoding import Converted
@@ -129,7 +129,7 @@ def _utc_now() -> bytes:
 class CallOutcome(enum.Enum):
     WORKER_GONE = "worker-gone"  # the worker is unavailable: its alerts wait for it
     RETRIED = "retried"  # the call failed; every alert of it counted a try
-    HELD = "held"  # the call failed as every call does now (circuit open): its alerts wait, no try counted
+    HELD = "held"  # its alerts wait or go again, no try counted (circuit open, a stream cut off, a batch split)
 
 
 class Verdicts:
@@ -177,6 +177,11 @@ class Verdicts:
             self.retry(ledger, retries, worker=worker)
 
     def call_failed(self, batch: Batch, err: grpc.RpcError) -> CallOutcome:
+        if isinstance(err, SentAgain):  # cut off with a batch that timed out: no try, no failure of the worker
+            entries = [e for e in batch.entries if e.state is State.IN_FLIGHT]
+            batch.ledger.give_back(entries)
+            self._counters.resent += len(entries)
+            return CallOutcome.HELD
         code = err.code()
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
             entries = [e for e in batch.entries if e.state is State.IN_FLIGHT]
@@ -211,7 +216,7 @@ class Verdicts:
             # goes again in a batch of its own, counting no try, so that only
             # the one that hangs runs out of tries.
             self._one_by_one(batch.ledger, entries, suspect=False, why=why)
-            return CallOutcome.RETRIED
+            return CallOutcome.HELD
         half = max(1, len(entries) // 2)  # split, so that an alert that fails its whole batch is found
         for entry in entries:
             entry.split_limit = min(entry.split_limit, half)

@@ -88,6 +88,13 @@ class CallFailed(grpc.RpcError):
         return self._details
 
 
+class SentAgain(CallFailed):
+    """A batch that did nothing wrong, cut off with its stream when another batch on it timed out: send it again."""
+
+    def __init__(self, details: str) -> None:
+        super().__init__(grpc.StatusCode.ABORTED, details)
+
+
 class ContractBroken(CallFailed):
     """The worker answered something the contract does not allow; the stage stops rather than guess."""
 
@@ -259,6 +266,7 @@ class _Stream:
         self._lock = threading.Lock()
         self._ended = False
         self._expired: CallFailed | None = None
+        self._expired_batch: int | None = None  # the batch that timed out, when one did
         self._call = client._process_stream(iter(self._requests.get, _END))
         threading.Thread(target=self._read, name=f"worker-stream-{client.address}", daemon=True).start()
 
@@ -279,6 +287,7 @@ class _Stream:
             self._expired = CallFailed(
                 grpc.StatusCode.DEADLINE_EXCEEDED,
                 f"no answer within {self._client.call_timeout:g} s (--worker-timeout)")
+            self._expired_batch = oldest[0].id
         self._call.cancel()
 
     def close(self) -> None:
@@ -316,8 +325,14 @@ class _Stream:
             for batch, request in left:
                 client.send_unary(batch, request)
             return
+        expired = self._expired_batch
         for batch, _request in left:
-            client.completions.put(Completion(batch, error=error))
+            if expired is not None and batch.id != expired:
+                # Only the batch that timed out is to blame; the others shared its stream.
+                client.completions.put(Completion(batch, error=SentAgain(
+                    f"its stream was ended because batch {expired} on it timed out")))
+            else:
+                client.completions.put(Completion(batch, error=error))
 
 
 # Connect error codes are gRPC's status codes in snake case ("unavailable",
@@ -427,8 +442,10 @@ def _not_a_description(address: str, detail: str) -> WorkerError:
 
 def _explain_unreachable(err: grpc.RpcError) -> str:
     details = (err.details() or "").lower()
-    if "connection refused" in details or "failed to connect" in details:
+    if "connection refused" in details:
         return "nothing is listening (connection refused)"
+    if "failed to connect" in details:  # gRPC's prefix for every failure to connect: say what it said
+        return f"cannot connect ({describe_rpc_error(err)})"
     if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
         return "no answer to the health check within 2 s"
     if err.code() == grpc.StatusCode.UNIMPLEMENTED:

@@ -66,6 +66,7 @@ DEFAULT_GRACE_SECONDS = 10.0
 
 _END = object()  # the sidecar closed its side of a stream
 _STOP = object()  # the server is stopping: answer what was received, then end the stream
+_CANCELLED = object()  # the call ended (gRPC's callback): if cancelled, end the stream without waiting
 
 
 class _AlertWorkerService(worker_pb2_grpc.AlertWorkerServicer):
@@ -110,12 +111,20 @@ class _AlertWorkerService(worker_pb2_grpc.AlertWorkerServicer):
             self._stream_inboxes.add(inbox)
         threading.Thread(target=_read_stream, args=(request_iterator, inbox),
                          name="alert_worker-stream-reader", daemon=True).start()
+        # A stream the sidecar cancels (its batch timed out) ends here at once:
+        # waiting for a batch the worker's code hangs on would hold this
+        # thread for good, and enough such streams would leave none to serve.
+        context.add_callback(lambda: inbox.put(_CANCELLED))
         self._enter_call()
         processing_now = 0
         ending = None  # _END or _STOP once seen: answer what is being processed, then end
         try:
             while ending is None or processing_now:
                 item = inbox.get()
+                if item is _CANCELLED:
+                    if context.is_active():
+                        continue  # the call ended normally: answer what is being processed
+                    return  # cancelled: nobody reads the answers any more
                 if item is _END or item is _STOP:
                     ending = ending or item
                 elif isinstance(item, worker_pb2.BatchResult):

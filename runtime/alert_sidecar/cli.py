@@ -184,6 +184,9 @@ topic missing; 4 worker unreachable, incompatible or broke the contract;
 @click.option("--transactional-id", metavar="ID", envvar=f"{ENV_PREFIX}_TRANSACTIONAL_ID",
               help="With --exactly-once, the producer's transactional.id. Give each instance a stable one (a pod "
                    "name) so that a restart aborts what it left open at once. Default: unique to the process.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, envvar=f"{ENV_PREFIX}_METRICS_PORT",
+              metavar="PORT", help="Serve Prometheus metrics on http://0.0.0.0:PORT/metrics (0: a free port, logged). "
+                                   "[default: not served]")
 @click.option("--create-topics/--no-create-topics", default=True, show_default=True,
               help="Create missing output and dead-letter topics, with the input's partition count.")
 @click.option("--progress-interval", type=click.FloatRange(0.1), default=default_of("progress_interval"),
@@ -200,7 +203,7 @@ def run(input_, output, workers, group, dead_letter, routes, cluster, cluster_co
         decoders, start_from, batch_size, batch_linger_ms, ordering,
         max_in_flight, max_buffered, max_buffered_mb, max_retries, retry_backoff, worker_timeout, worker_wait,
         drain_timeout, worker_protocol, worker_tls_ca, worker_tls_cert, worker_tls_key, worker_tls_server_name,
-        worker_call, worker_processes, exactly_once, transactional_id, create_topics, progress_interval, stats_file,
+        worker_call, worker_processes, exactly_once, transactional_id, metrics_port, create_topics, progress_interval, stats_file,
         log_level, command):
     """Run one stage: consume BUFFER --in, call the worker, produce to --out.
 
@@ -259,6 +262,7 @@ def run(input_, output, workers, group, dead_letter, routes, cluster, cluster_co
             create_topics=create_topics,
             exactly_once=exactly_once,
             transactional_id=transactional_id,
+            metrics_port=metrics_port,
             progress_interval=progress_interval,
             stats_file=stats_path(stats_file),
         )

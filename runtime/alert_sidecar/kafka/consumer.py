@@ -194,15 +194,19 @@ class InputConsumer:
 
     def lag(self, positions: dict[tuple[str, int], int | None]) -> int:
         """Alerts in the buffer not yet fetched, from cached high watermarks (no broker round trip)."""
-        total = 0
+        return sum(self.lag_by_partition(positions).values())
+
+    def lag_by_partition(self, positions: dict[tuple[str, int], int | None]) -> dict[tuple[str, int], int]:
+        """Each partition's alerts not yet fetched (0 where its end or position is not known yet)."""
+        lag = {}
         for (topic, partition), position in positions.items():
             try:
                 _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
             except KafkaException:
-                continue
-            if high >= 0 and position is not None and position >= 0:
-                total += max(0, high - position)
-        return total
+                high = -1
+            lag[(topic, partition)] = max(0, high - position) if high >= 0 and position is not None and \
+                position >= 0 else 0
+        return lag
 
     def position(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int | None]:
         try:

@@ -111,6 +111,8 @@ class StageConfig:
     # The producer's transactional.id: give each instance a stable one (a
     # StatefulSet's pod name) so that a restart aborts what it left open at once.
     transactional_id: str | None = None
+    # Where the Prometheus endpoint listens (stage/prometheus.py); None: not served.
+    metrics_port: int | None = None
 
     @property
     def outputs(self) -> dict[str, Buffer]:

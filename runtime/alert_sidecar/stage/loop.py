@@ -35,6 +35,7 @@ from alert_sidecar.stage.metrics import Counters, Rate
 from alert_sidecar.stage.negotiation import Negotiation
 from alert_sidecar.stage.offsets import PartitionLedger
 from alert_sidecar.stage.outputs import StageOutputs
+from alert_sidecar.stage.prometheus import Snapshot, StageMetrics
 from alert_sidecar.stage.transactions import (TransactionAborted, Transactions, default_transactional_id, same_cluster,
                                               transactional_settings)
 from alert_sidecar.stage.verdicts import CallOutcome, Verdicts
@@ -65,6 +66,7 @@ class Stage:
     def __init__(self, config: StageConfig, supervisor=None) -> None:
         self.config = config
         self.counters = Counters()
+        self.metrics = StageMetrics(config.group, self.counters)  # served with --metrics-port (prometheus.py)
         self.ledgers: dict[tuple[str, int], PartitionLedger] = {}
         self._supervisor = supervisor  # workers/process.Supervisor when the sidecar started its workers
         fixed_content_type = content_type_for(config.input.format)
@@ -105,6 +107,8 @@ class Stage:
 
     def run(self) -> Counters:
         config = self.config
+        if config.metrics_port is not None:
+            self.metrics.serve(config.metrics_port)
         partitions = self.consumer.check_reachable()
         self.outputs.prepare(config.create_topics, partitions)
         if self._transactional_id is not None:
@@ -170,6 +174,7 @@ class Stage:
             self._commit(asynchronous=True)
             self.pool.expire(now)
             self._next_commit = now + self.config.commit_interval
+            self._refresh_metrics()
         self._apply_backpressure()
         if now >= self._next_progress:
             self._progress()
@@ -257,6 +262,7 @@ class Stage:
             if ledger.revoked:
                 return  # its alerts were abandoned; the partition's new owner reads them again
             if event.error is None:
+                self.metrics.answered(batch.sent_at, time.monotonic(), len(batch.entries))
                 self.verdicts.answered(batch, event.result)
             elif self.verdicts.call_failed(batch, event.error) is CallOutcome.WORKER_GONE:
                 self.pool.unavailable(batch.worker, event.error)
@@ -375,6 +381,7 @@ class Stage:
         limit_alerts, limit_bytes = self.config.max_buffered_alerts, self.config.max_buffered_bytes
         if not self._paused_all and (alerts >= limit_alerts or held >= limit_bytes):
             self._paused_all = True
+            self.metrics.pauses += 1
             log.info("pausing fetch held_alerts=%d held_bytes=%d workers_healthy=%s",
                      alerts, held, self.pool.any_healthy)
         elif self._paused_all and alerts < limit_alerts // 2 and held < limit_bytes // 2:
@@ -387,12 +394,14 @@ class Stage:
     # -- rebalancing -------------------------------------------------------
 
     def _on_assign(self, partitions) -> None:
+        self.metrics.rebalances += 1
         for tp in partitions:
             self.ledgers[(tp.topic, tp.partition)] = PartitionLedger(tp.topic, tp.partition)
         if partitions:
             log.info("partitions assigned %s", _names(partitions))
 
     def _on_revoke(self, partitions) -> None:
+        self.metrics.rebalances += 1
         keys = [(tp.topic, tp.partition) for tp in partitions if (tp.topic, tp.partition) in self.ledgers]
         if not keys:
             return
@@ -408,6 +417,7 @@ class Stage:
         log.info("partitions revoked %s abandoned=%d", _names(partitions), abandoned)
 
     def _on_lost(self, partitions) -> None:
+        self.metrics.rebalances += 1
         # Lost, not revoked: another member may own them already, so commit nothing.
         if self.transactions is not None:
             # The open transaction may hold their outputs: abort it, and read
@@ -441,6 +451,23 @@ class Stage:
         return False
 
     # -- reporting ---------------------------------------------------------
+
+    def _refresh_metrics(self) -> None:
+        """A new snapshot of the gauges for the metrics endpoint (read by its own thread)."""
+        ledgers = list(self.ledgers.items())
+        positions = self.consumer.position([key for key, _ in ledgers]) if ledgers else {}
+        metrics = self.metrics
+        metrics.circuit_opened = self.verdicts.breaker.opened
+        metrics.transactions_committed = self.transactions.committed if self.transactions else 0
+        metrics.snapshot = Snapshot(
+            in_flight=sum(ledger.in_flight for _, ledger in ledgers),
+            held=sum(ledger.waiting for _, ledger in ledgers),
+            held_bytes=sum(ledger.buffered_bytes for _, ledger in ledgers),
+            lag=self.consumer.lag_by_partition({key: positions.get(key) for key, _ in ledgers}),
+            paused=self._paused_all,
+            breaker=self.verdicts.breaker.state.value,
+            workers_healthy=self.pool.healthy_count,
+            workers=len(self.pool.workers))
 
     def _progress(self) -> None:
         c = self.counters

@@ -196,3 +196,15 @@ def test_the_console_script(tmp_path):
         assert "Traceback" not in bad.stderr
         assert bad.stderr.startswith(f"{path}:{line}: error: " if line else f"{path}: error: ")
         assert bad.stderr.splitlines()[-1].startswith(f"{path}: invalid (1 error")
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), [
+    ("  main:", "  main.eu:", "p.yaml:4: clusters: 'main.eu' is not a valid name: a cluster's name is"),
+    ('{address: "localhost:50051"}', "python", "p.yaml:13: stages.filter.worker: a worker is a mapping with"),
+    ("version: 1", "version: 2", "p.yaml:1: version: version must be 1"),
+    ("name: broken", "name: broken\nextra: 1", "p.yaml:3: top level: unknown key 'extra' (known: buffers,"),
+])
+def test_schema_messages_of_the_file_own(old, new, expected):
+    with pytest.raises(PipelineError) as caught:
+        loads(BASE.replace(old, new), "p.yaml")
+    assert str(caught.value.errors[0]).startswith(expected), caught.value.errors

@@ -119,6 +119,7 @@ class Outputs:
         # ``transactional`` (--exactly-once, one cluster only) makes the producer transactional.
         self._settings_of = settings_of
         self.transactional = transactional is not None
+        self.failed = False  # a producer had a fatal error (poll and flush raise it ever after)
         self._producers: dict[str, Producer] = {}
         self._configs: dict[str, dict] = {}  # each cluster's producer settings
         self._admins: dict[str, AdminClient] = {}
@@ -272,11 +273,30 @@ class Outputs:
 
     def poll(self, timeout: float = 0) -> None:
         for producer in self._producers.values():
-            producer.poll(timeout)
+            try:
+                producer.poll(timeout)
+            except KafkaException as exc:  # a fatal error (a fenced transactional producer): its stage stops
+                self._fatal(exc)
 
     def flush(self, timeout: float) -> int:
         """Wait for outstanding records; return how many are still not acknowledged."""
-        return sum(producer.flush(timeout) for producer in self._producers.values())
+        left = 0
+        for producer in self._producers.values():
+            try:
+                left += producer.flush(timeout)
+            except KafkaException as exc:
+                self._fatal(exc)
+                left += len(producer)
+        return left
+
+    def _fatal(self, exc: KafkaException) -> None:
+        # confluent-kafka raises a producer's fatal error from every later poll
+        # and flush; the stage has the error already (a delivery report or the
+        # transaction's call), so it is said once and the stop goes on.
+        if not self.failed:
+            err = exc.args[0] if exc.args else None
+            log.error("producer failed for good reason=%r", err.str() if isinstance(err, KafkaError) else str(exc))
+        self.failed = True
 
 
 def record_size(value: bytes | None, key: bytes | None, headers) -> int:

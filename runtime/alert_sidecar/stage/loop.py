@@ -309,6 +309,8 @@ class Stage:
         aborted and read again, rather than left to the next commit.
         """
         outputs = self.outputs
+        if outputs.producers.failed:
+            return  # the producer failed for good (fenced): nothing can be committed; the stage stops
         if outputs.abort_reason is None:
             left = outputs.flush(min(FLUSH_TIMEOUT_S, self.config.drain_timeout) if final else TRANSACTION_FLUSH_S)
             if outputs.fatal is not None:

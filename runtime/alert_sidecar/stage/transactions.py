@@ -151,6 +151,15 @@ class Transactions:
                 log.info("transaction %s: %s; trying again", doing, err.str())
 
     def _failed(self, exc: KafkaException, doing: str) -> OutputFailed:
+        err = exc.args[0] if exc.args else None
+        if isinstance(err, KafkaError) and err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
+                                                          KafkaError.INVALID_PRODUCER_EPOCH):
+            return OutputFailed(
+                f"transaction {doing} failed: the producer {self.transactional_id!r} was fenced ({_reason(exc)}): "
+                "another instance took its transactional id, or the broker aborted its transaction after "
+                f"{TRANSACTION_TIMEOUT_MS // 1000} s without a commit (the process was frozen or starved); stopping, "
+                "as a fenced producer must: nothing after the last committed transaction counts, and starting the "
+                "stage again resumes from it")
         return OutputFailed(f"transaction {doing} failed for good ({_reason(exc)}); stopping: nothing after the "
                             "last committed transaction counts, and starting the stage again resumes from it")
 

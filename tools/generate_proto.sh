@@ -2,12 +2,13 @@
 # Makes everything that is generated from the contract in proto/, the one
 # command for it (`make proto`):
 #   - the Python binding, into PYTHON_OUT (default sdks/python);
-#   - the copy of the .proto the R package ships and reads at run time, into
-#     R_OUT (default sdks/r/inst/proto): R users install the package with
-#     `R CMD INSTALL sdks/r`, which sees only what is under sdks/r.
+#   - the .proto the R package ships and reads at run time, under R_OUT
+#     (default sdks/r/inst/proto): a symbolic link to proto/, not a copy, so
+#     the contract has one copy. `R CMD INSTALL sdks/r` installs the file it
+#     points to.
 # tests/unit/test_generated_drift.py runs it into a temporary folder and
-# compares both byte for byte, so a change to proto/ without regenerating
-# fails the tests.
+# compares the binding byte for byte, so a change to proto/ without
+# regenerating fails the tests; it checks the R package's link too.
 #
 #   tools/generate_proto.sh [PYTHON_OUT [R_OUT]]
 set -euo pipefail
@@ -21,4 +22,5 @@ mkdir -p "$out"
   "$here/proto/alertsidecar/v1/worker.proto"
 touch "$out/alertsidecar/__init__.py" "$out/alertsidecar/v1/__init__.py"
 mkdir -p "$r_out/alertsidecar/v1"
-cp "$here/proto/alertsidecar/v1/worker.proto" "$r_out/alertsidecar/v1/worker.proto"
+ln -sfn "$(realpath --relative-to="$r_out/alertsidecar/v1" "$here/proto/alertsidecar/v1/worker.proto")" \
+  "$r_out/alertsidecar/v1/worker.proto"

@@ -1,7 +1,8 @@
 # The contract, read at run time from the .proto the package ships
-# (inst/proto/alertsidecar/v1/worker.proto): a byte-for-byte copy of the
-# repository's proto/, its one source, made by tools/generate_proto.sh
-# (`make proto`) and checked for drift by tests/unit/test_generated_drift.py.
+# (inst/proto/alertsidecar/v1/worker.proto): in the repository a link to
+# proto/, the contract's one copy (made by tools/generate_proto.sh, `make
+# proto`, and checked by tests/unit/test_generated_drift.py); installed, the
+# file itself.
 # The package never carries a hand-written version of the messages.
 
 .state <- new.env(parent = emptyenv())

@@ -290,17 +290,20 @@ class Stage:
         if self.transactions is not None:
             self._commit_transaction(final=not asynchronous)
             return
-        offsets = {}
-        for key in only if only is not None else list(self.ledgers):
-            ledger = self.ledgers.get(key)
-            if ledger is None:
-                continue
-            target = ledger.advance()
-            if target is not None:
-                offsets[key] = target
+        offsets = self._finished_offsets(only if only is not None else list(self.ledgers))
         for key, offset in self.consumer.commit(offsets, asynchronous):
             if not asynchronous and key in self.ledgers:
                 self.ledgers[key].mark_committed(offset)
+
+    def _finished_offsets(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """The offset each of these partitions may be committed to now, where it moved (offsets.py's rule)."""
+        offsets = {}
+        for key in keys:
+            ledger = self.ledgers.get(key)
+            target = ledger.advance() if ledger is not None else None
+            if target is not None:
+                offsets[key] = target
+        return offsets
 
     def _commit_transaction(self, final: bool) -> None:
         """Commit the open transaction with every finished prefix (transactions.py); rewind if it fails.
@@ -323,11 +326,7 @@ class Stage:
         if outputs.abort_reason is not None:
             self._rewind(outputs.abort_reason)
             return
-        offsets = {}
-        for key, ledger in self.ledgers.items():
-            target = ledger.advance()
-            if target is not None:
-                offsets[key] = target
+        offsets = self._finished_offsets(list(self.ledgers))
         if not offsets:
             return  # nothing emitted since the last commit: no transaction to commit
         try:

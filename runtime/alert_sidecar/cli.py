@@ -177,6 +177,9 @@ topic missing; 4 worker unreachable, incompatible or broke the contract;
                    "call per batch.")
 @click.option("--worker-processes", type=click.IntRange(1, 256), default=1, show_default=True,
               help="With -- COMMAND: how many copies of the worker to start, each on its own port.")
+@click.option("--mirror", is_flag=True, default=False, envvar=f"{ENV_PREFIX}_MIRROR",
+              help="No worker: copy every alert of --in to --out as it is (key, value, headers), e.g. an upstream "
+                   "stream into a local rolling buffer. Commits, dead letters and metrics work as for any stage.")
 @click.option("--exactly-once", is_flag=True, default=False, envvar=f"{ENV_PREFIX}_EXACTLY_ONCE",
               help="Write outputs and input offsets in one Kafka transaction, so that readers with "
                    "isolation.level=read_committed see each alert's outputs once. Needs the input, outputs and "
@@ -203,7 +206,7 @@ def run(input_, output, workers, group, dead_letter, routes, cluster, cluster_co
         decoders, start_from, batch_size, batch_linger_ms, ordering,
         max_in_flight, max_buffered, max_buffered_mb, max_retries, retry_backoff, worker_timeout, worker_wait,
         drain_timeout, worker_protocol, worker_tls_ca, worker_tls_cert, worker_tls_key, worker_tls_server_name,
-        worker_call, worker_processes, exactly_once, transactional_id, metrics_port, create_topics, progress_interval, stats_file,
+        worker_call, worker_processes, mirror, exactly_once, transactional_id, metrics_port, create_topics, progress_interval, stats_file,
         log_level, command):
     """Run one stage: consume BUFFER --in, call the worker, produce to --out.
 
@@ -227,10 +230,14 @@ def run(input_, output, workers, group, dead_letter, routes, cluster, cluster_co
         if in_format != AUTO:
             in_buffer = dataclasses.replace(in_buffer, format=in_format)
         out_buffer = parse_buffer(output, what="--out", clusters=names)
+        if mirror and (command or workers):
+            raise ConfigError("--mirror has no worker: give --mirror, or a worker (--worker or a command after --), "
+                              "not both")
         if command and workers:
             raise ConfigError("give either --worker addresses or a worker command after --, not both")
-        if not command and not workers:
-            raise ConfigError("no worker: give --worker HOST:PORT, or a command after -- that starts one")
+        if not command and not workers and not mirror:
+            raise ConfigError("no worker: give --worker HOST:PORT, or a command after -- that starts one "
+                              "(or --mirror to copy --in to --out as it is)")
         protocol = Protocol(worker_protocol) if worker_protocol else None
         if transactional_id and not exactly_once:
             raise ConfigError("--transactional-id is for --exactly-once; give both, or neither")
@@ -243,6 +250,7 @@ def run(input_, output, workers, group, dead_letter, routes, cluster, cluster_co
             dead_letter=(parse_buffer(dead_letter, what="--dead-letter", clusters=names) if dead_letter
                          else default_dead_letter(in_buffer)),
             routes=parse_routes(routes, names),
+            mirror=mirror,
             clusters=kafka_clusters,
             schema_registry=schema_registry,
             schema_dir=schema_dir,

@@ -49,6 +49,8 @@ class StageConfig:
     workers: list[WorkerAddress]
     dead_letter: Buffer
     routes: dict[str, Buffer] = field(default_factory=dict)
+    # A mirror stage (--mirror) has no worker: every alert goes to --out as it is (workers/mirror.py).
+    mirror: bool = False
     # Where each buffer's cluster is and the settings of its clients (none: plaintext, librdkafka's defaults).
     clusters: Clusters = field(default_factory=Clusters)
     # 100 alerts per call: on a 2-core machine one unary gRPC call per alert

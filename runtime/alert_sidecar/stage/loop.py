@@ -73,7 +73,7 @@ class Stage:
         self._content_type = fixed_content_type
         schemas = schema_source(config.schema_registry, config.schema_dir)
         self.negotiation = Negotiation(config.routes, fixed_content_type)
-        self.pool = WorkerPool(config.workers, config.worker_timeout, config.worker_call)
+        self.pool = WorkerPool(config.workers, config.worker_timeout, config.worker_call, mirror=config.mirror)
         # Each client gets its own cluster's settings only (kafka/clusters.py).
         input_settings = {**config.clusters.settings_for(config.input), "on_commit": self._on_commit}
         transactional = None

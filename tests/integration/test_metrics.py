@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -82,3 +83,42 @@ def test_a_metrics_port_in_use_is_one_clear_line(kafka_bootstrap, new_topic, pro
         assert "cannot listen on it" in sidecar.output and "Traceback" not in sidecar.output
     finally:
         taken.close()
+
+
+def probe(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+            return answer.status, answer.read().decode().strip()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode().strip()
+
+
+def wait_for(port: int, path: str, status: int, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    seen = None
+    while time.monotonic() < deadline:
+        seen = probe(port, path)
+        if seen[0] == status:
+            return seen[1]
+        time.sleep(0.2)
+    raise AssertionError(f"{path} is {seen}, not {status}, after {timeout} s")
+
+
+def test_ready_follows_the_worker_and_live_the_loop(kafka_bootstrap, new_topic, procs):
+    source = new_topic(partitions=1)
+    worker_port, metrics_port = free_port(), free_port()
+    sidecar = procs.sidecar("--in", uri(kafka_bootstrap, source), "--out", uri(kafka_bootstrap, f"{source}.out"),
+                            "--worker", f"127.0.0.1:{worker_port}", "--metrics-port", str(metrics_port),
+                            "--worker-wait", "120")
+    sidecar.wait_for_line("metrics served", 60)
+    # No worker yet: alive (starting), not ready, and the probe says why.
+    assert wait_for(metrics_port, "/ready", 503) == "the stage is starting"
+    assert probe(metrics_port, "/live") == (200, "the stage is starting")
+    worker = procs.worker("passthrough.py", worker_port)
+    assert wait_for(metrics_port, "/ready", 200, timeout=60) == "ready"
+    assert probe(metrics_port, "/live") == (200, "alive")
+    worker.kill()
+    why = wait_for(metrics_port, "/ready", 503)
+    assert why.startswith(f"no worker is healthy (worker at 127.0.0.1:{worker_port}: "), why
+    assert probe(metrics_port, "/live")[0] == 200  # the loop still turns: waiting for a worker is not stuck
+    assert probe(metrics_port, "/nothing")[0] == 404

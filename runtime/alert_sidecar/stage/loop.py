@@ -137,6 +137,9 @@ class Stage:
             config.group, ",".join(map(str, config.workers)), self.dispatcher.batch_size,
         )
         self._next_progress = time.monotonic() + config.progress_interval
+        self._refresh_metrics()
+        self.metrics.probe_workers = self.pool.probe_now
+        self.metrics.phase = "running"
         drain = True
         try:
             while not self._stop_requested:
@@ -146,6 +149,7 @@ class Stage:
             self._broken = True
             raise
         finally:
+            self.metrics.phase = "stopping"
             self._close(drain=drain)
         return self.counters
 

@@ -18,14 +18,27 @@ Counters are read from the stage's own ``Counters`` at scrape time, so the
 figures are the ones its progress line and ``--stats-file`` show. The stage's
 loop refreshes a snapshot of the gauges at each commit tick (every second);
 the HTTP thread only reads it.
+
+The same port answers an orchestrator's probes:
+
+- ``/ready``: 200 once the stage runs its loop, a worker answers its health
+  check (asked at each probe) and the circuit is not open, else 503 and why (Kubernetes takes the pod out of
+  service; ``alert-pipeline`` counts the instance as unhealthy);
+- ``/live``: 200 while the loop turns (its last tick within ``LIVE_WITHIN_S``)
+  or is still starting or stopping, else 503: a loop stuck for that long is
+  better restarted.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CollectorRegistry, Histogram, start_http_server
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from alert_sidecar.exceptions import ConfigError
@@ -56,6 +69,10 @@ COUNTER_SERIES = {
 
 BREAKER_STATES = ("closed", "half-open", "open")
 
+# The loop ticks every second (its commit interval); a minute without a tick is a
+# loop stuck, far beyond any pause a healthy stage has (a worker call times out in 30 s).
+LIVE_WITHIN_S = 60.0
+
 
 @dataclass
 class Snapshot:
@@ -69,6 +86,7 @@ class Snapshot:
     breaker: str = "closed"
     workers_healthy: int = 0
     workers: int = 0
+    taken_at: float = field(default_factory=time.monotonic)
 
 
 class StageMetrics:
@@ -91,14 +109,66 @@ class StageMetrics:
                                     registry=self.registry, buckets=BATCH_BUCKETS).labels(stage)
         self.registry.register(_Collector(self))
         self.port: int | None = None
+        self.phase = "starting"  # starting | running | stopping: set by the loop
+        # Asks the workers' health services now: (how many serve, why not); set by the loop.
+        self.probe_workers: Callable[[], tuple[int, str]] | None = None
+
+    def readiness(self) -> tuple[bool, str]:
+        """Whether the stage is ready to work, and why not."""
+        snap = self.snapshot
+        if self.phase != "running":
+            return False, f"the stage is {self.phase}"
+        if self.probe_workers is not None:
+            serving, problem = self.probe_workers()
+            if serving == 0:
+                return False, f"no worker is healthy ({problem})"
+        elif snap.workers_healthy == 0:
+            return False, "no worker is healthy"
+        if snap.breaker == "open":
+            return False, "the circuit breaker is open: every worker call fails"
+        return True, "ready"
+
+    def liveness(self) -> tuple[bool, str]:
+        """Whether the loop still turns."""
+        if self.phase != "running":
+            return True, f"the stage is {self.phase}"
+        age = time.monotonic() - self.snapshot.taken_at
+        if age > LIVE_WITHIN_S:
+            return False, f"the stage's loop has not turned for {age:.0f} s"
+        return True, "alive"
 
     def serve(self, port: int, host: str = "0.0.0.0") -> None:
         """Serve /metrics on ``port`` (0: a free one, whose number is logged)."""
+        metrics = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                path = self.path.split("?", 1)[0]
+                if path in ("/ready", "/live"):
+                    ok, why = metrics.readiness() if path == "/ready" else metrics.liveness()
+                    self._answer(200 if ok else 503, "text/plain; charset=utf-8", f"{why}\n".encode())
+                elif path in ("/", "/metrics"):
+                    self._answer(200, CONTENT_TYPE_LATEST, generate_latest(metrics.registry))
+                else:
+                    self._answer(404, "text/plain; charset=utf-8", b"not found: /metrics, /ready or /live\n")
+
+            def _answer(self, status: int, content_type: str, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:  # scrapes and probes are not events worth a line
+                pass
+
         try:
-            server, _thread = start_http_server(port, addr=host, registry=self.registry)
+            server = ThreadingHTTPServer((host, port), Handler)
         except OSError as exc:
             raise ConfigError(f"--metrics-port {port}: cannot listen on it ({exc.strerror or exc}); "
                               "give another port") from None
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
         self.port = server.server_address[1]
         log.info("metrics served url=http://%s:%d/metrics", host, self.port)
 

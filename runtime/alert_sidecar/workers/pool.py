@@ -209,6 +209,16 @@ class WorkerPool:
     def any_healthy(self) -> bool:
         return any(w.healthy for w in self.workers)
 
+    def probe_now(self) -> tuple[int, str]:
+        """Ask every worker's health service now (a readiness probe's thread): how many serve, and why not."""
+        serving, problem = 0, ""
+        for worker in list(self.workers):
+            if worker.probe():
+                serving += 1
+            elif not problem:
+                problem = f"worker at {worker.address}: {worker.last_problem}"
+        return serving, problem
+
     @property
     def healthy_count(self) -> int:
         return sum(w.healthy for w in self.workers)

@@ -19,10 +19,15 @@ from alert_sidecar.pipeline.model import BufferSpec, Pipeline, StageSpec
 WORKER_PORT = 50051
 
 
-def buffer_uri(buffer: BufferSpec, *, base: Path | None = None) -> str:
-    """``kafka://CLUSTER/TOPIC[?format=...&schema=...]``: the buffer on its cluster, by the cluster's name."""
+def buffer_uri(buffer: BufferSpec, *, base: Path | None = None, output: bool = False) -> str:
+    """``kafka://CLUSTER/TOPIC[?format=...&schema=...]``: the buffer on its cluster, by the cluster's name.
+
+    For an ``output``, the format is given only with a schema: it then says
+    what the worker's JSON outputs are encoded into, while forwarded alerts
+    (a mirror's, a filter's) are already in the buffer's format.
+    """
     options = []
-    if buffer.format != "auto":
+    if buffer.format != "auto" and (not output or buffer.schema):
         options.append(f"format={buffer.format}")
     if buffer.schema:
         schema = Path(buffer.schema)
@@ -52,7 +57,8 @@ def default_output(stage: StageSpec) -> str:
 
 def sidecar_args(pipeline: Pipeline, stage: StageSpec, bootstraps: Mapping[str, str], *,
                  worker_address: str | None = None, metrics_port: int | None = None,
-                 transactional_id: str | None = None, base: Path | None = None) -> list[str]:
+                 transactional_id: str | None = None, base: Path | None = None,
+                 create_topics: bool = True) -> list[str]:
     """The options of ``alert-sidecar`` for one instance of ``stage``.
 
     ``bootstraps``: each cluster's bootstrap servers where this instance runs.
@@ -60,7 +66,8 @@ def sidecar_args(pipeline: Pipeline, stage: StageSpec, bootstraps: Mapping[str, 
     sidecar), instead of the file's command; a worker given by address in the
     file is called there. Without either, the file's command follows ``--``
     and the sidecar starts and supervises it. ``base``: the folder relative
-    schema paths are read from.
+    schema paths are read from. ``create_topics`` False: the sidecar leaves
+    missing topics to whoever owns the cluster (Strimzi's topic operator).
     """
     args: list[str] = []
     for name in clusters_of(pipeline, stage):
@@ -70,12 +77,12 @@ def sidecar_args(pipeline: Pipeline, stage: StageSpec, bootstraps: Mapping[str, 
             args += ["--cluster-config", f"{name}:{key}={value}"]  # secrets stay @env:/@file: references
     buffers = pipeline.buffers
     args += ["--in", buffer_uri(buffers[stage.input], base=base),
-             "--out", buffer_uri(buffers[default_output(stage)], base=base),
+             "--out", buffer_uri(buffers[default_output(stage)], base=base, output=True),
              "--group", stage.group, "--ordering", stage.ordering]
     for route, name in stage.routes.items():
-        args += ["--route", f"{route}={buffer_uri(buffers[name], base=base)}"]
+        args += ["--route", f"{route}={buffer_uri(buffers[name], base=base, output=True)}"]
     if stage.dead_letter is not None:
-        args += ["--dead-letter", buffer_uri(buffers[stage.dead_letter], base=base)]
+        args += ["--dead-letter", buffer_uri(buffers[stage.dead_letter], base=base, output=True)]
     if stage.batch_size is not None:
         args += ["--batch-size", str(stage.batch_size)]
     if stage.batch_linger_ms is not None:
@@ -86,6 +93,8 @@ def sidecar_args(pipeline: Pipeline, stage: StageSpec, bootstraps: Mapping[str, 
             args += ["--transactional-id", transactional_id]
     if metrics_port is not None:
         args += ["--metrics-port", str(metrics_port)]
+    if not create_topics:
+        args.append("--no-create-topics")
     worker = stage.worker
     if worker is None:
         return [*args, "--mirror"]

@@ -205,6 +205,24 @@ def parse_quantity(text: str, units: dict[str, int]) -> int:
     return int(float(match.group(1)) * units[match.group(2)])
 
 
+def _largest_unit(value: int, units: dict[str, int], names: tuple[str, ...]) -> str:
+    for name in names:
+        if value % units[name] == 0:
+            return f"{value // units[name]}{name}"
+    return f"{value}{names[-1]}"
+
+
+def format_duration(ms: int) -> str:
+    """A duration as the file writes it: ``604800000`` is ``7d``."""
+    return "unlimited" if ms < 0 else _largest_unit(ms, _UNITS_MS, ("d", "h", "m", "s", "ms"))
+
+
+def format_size(size: int) -> str:
+    """A size as the file writes it: ``10737418240`` is ``10GiB``."""
+    return "unlimited" if size < 0 else _largest_unit(size, _UNITS_BYTES, ("TiB", "GiB", "MiB", "KiB", "TB", "GB",
+                                                                           "MB", "kB", "B"))
+
+
 # What to write for a key that the schema found missing.
 _REQUIRED_HINTS = {
     "version": "`version: 1`",

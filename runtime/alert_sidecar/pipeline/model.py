@@ -101,6 +101,7 @@ class Pipeline:
     clusters: dict[str, ClusterSpec]
     buffers: dict[str, BufferSpec]
     stages: dict[str, StageSpec]
+    warnings: list = field(default_factory=list)  # the loader's Diagnostics that are warnings
 
     def readers(self, buffer: str) -> list[StageSpec]:
         """The stages that read ``buffer``."""

@@ -22,6 +22,7 @@ from pathlib import Path
 import click
 
 from alert_sidecar.exceptions import ConfigError, SidecarError
+from alert_sidecar.pipeline.export.cli import export_group
 from alert_sidecar.pipeline.load import PipelineError, load
 from alert_sidecar.pipeline.model import Pipeline, plural
 
@@ -447,3 +448,6 @@ def format_status(now: dict) -> str:
     for error in now["errors"]:
         out.append(f"problem: {error}")
     return "\n".join(out)
+
+
+main.add_command(export_group, "export")

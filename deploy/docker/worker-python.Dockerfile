@@ -1,0 +1,12 @@
+# The Python SDK's image, alert-worker-python:0.1.0: the sidecar's image (which
+# holds the SDK, alert_worker) and the Python examples. From the repository root,
+# after the sidecar's image:
+#   docker build -f deploy/docker/worker-python.Dockerfile -t alert-worker-python:0.1.0 .
+# Your worker: FROM alert-worker-python:0.1.0, COPY your code below /app.
+ARG SIDECAR_IMAGE=alert-sidecar:0.1.0
+FROM ${SIDECAR_IMAGE}
+
+COPY examples/python /app/examples/python
+# Where the worker listens; the sidecar beside it calls localhost on this port.
+ENV ALERT_WORKER_PORT=50051
+EXPOSE 50051

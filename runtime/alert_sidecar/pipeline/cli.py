@@ -422,7 +422,8 @@ def format_status(now: dict) -> str:
         inst = s["instances"]
         ready = f"{inst['ready']}/{inst['wanted']}" if inst["wanted"] is not None else "-"
         p99 = f"{s['latency_p99_s'] * 1000:.1f}ms" if s["latency_p99_s"] is not None else "-"
-        behind = f"{s['lag_s']:g}s" if s["lag_s"] is not None else ("-" if not s["lag"] else "stalled")
+        behind = (f"{s['lag_s']:g}s" if s["lag_s"] is not None
+                  else "stalled" if s["lag"] and s["rate_in"] == 0 else "-")
         mark = " <- rate-limiting" if name == now["rate_limiting"] else ""
         out.append(f"{name:<14} {ready:>7} {show(s['rate_in']):>9} {show(s['rate_out']):>9} {show(s['lag']):>9} "
                    f"{behind:>8} {show(s['dead_lettered']):>7} {show(s['retried']):>8} "
@@ -430,7 +431,9 @@ def format_status(now: dict) -> str:
     out.append("")
     out.append(f"{'BUFFER':<14} {'CLUSTER':<12} {'TOPIC':<22} {'PARTS':>5} {'ALERTS':>10}  RETENTION")
     for name, b in now["buffers"].items():
-        if not b["exists"]:
+        if b["exists"] is None:
+            retention = "(unknown: its cluster is unreachable)"
+        elif not b["exists"]:
             retention = "(missing: `alert-pipeline apply` makes it)"
         else:
             time_part = ("unlimited" if b["retention_ms"] == -1 else format_duration(b["retention_ms"])
@@ -451,3 +454,5 @@ def format_status(now: dict) -> str:
 
 
 main.add_command(export_group, "export")
+
+

@@ -80,7 +80,8 @@ def snapshot(pipeline: Pipeline, bootstraps: Mapping[str, str], instances: Mappi
         found = offsets.get((spec.cluster, spec.topic))
         buffers[name] = {
             "cluster": spec.cluster, "topic": spec.topic, "partitions": found["partitions"] if found else None,
-            "exists": found is not None, "alerts": found["size"] if found else None,
+            "exists": found is not None if clusters[spec.cluster]["reachable"] else None,
+            "alerts": found["size"] if found else None,
             "retention_ms": found["retention_ms"] if found else None,
             "retention_bytes": found["retention_bytes"] if found else None,
             "readers": [s.name for s in pipeline.readers(name)], "writers": [s.name for s in pipeline.writers(name)]}
@@ -116,8 +117,10 @@ def snapshot(pipeline: Pipeline, bootstraps: Mapping[str, str], instances: Mappi
         }
         earlier = before.get(name)
         stage.update(_rates(stage, earlier, elapsed))
-        stage["lag_s"] = (round(stage["lag"] / stage["rate_in"], 1) if stage["lag"] and stage["rate_in"]
-                          else (None if stage["lag"] else 0.0))
+        lag = stage["lag"]
+        # Seconds of input waiting at the current rate: 0 with no lag; None when unknown, or stalled (no rate).
+        stage["lag_s"] = (None if lag is None else 0.0 if lag == 0
+                          else round(lag / stage["rate_in"], 1) if stage["rate_in"] else None)
         stages[name] = stage
         if instances is not None and stage["instances"]["running"] < stage["instances"]["wanted"]:
             errors.append(f"stage '{name}': {stage['instances']['running']} of {stage['instances']['wanted']} "

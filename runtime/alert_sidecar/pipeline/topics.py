@@ -18,6 +18,7 @@ out (retention by default) is left as the cluster has it.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from alert_sidecar.pipeline.model import BufferSpec, ClusterSpec, Pipeline
 from alert_sidecar.secrets import resolve
 
 ADMIN_TIMEOUT_S = 30.0
+# The first contact with a cluster: a reachable one answers in milliseconds.
+CONNECT_TIMEOUT_S = 10.0
 # How long a new topic or partition may take to have a leader everywhere.
 SETTLE_TIMEOUT_S = 60.0
 
@@ -53,9 +56,16 @@ class Change:
         return f"{_MARK[self.kind]} {self.buffer.name} ({where}): {self.detail}"
 
 
+# librdkafka's own lines (one per failed connection attempt) would bury the one
+# line a command says about a cluster it cannot reach: they are not shown.
+_QUIET = logging.getLogger("alert_pipeline.kafka")
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
+
+
 def client_settings(cluster: ClusterSpec, bootstrap: str) -> dict[str, object]:
-    """librdkafka settings of an admin client of ``cluster``, its secrets read."""
-    settings: dict[str, object] = {"bootstrap.servers": bootstrap, **cluster.settings}
+    """librdkafka settings of an admin client of ``cluster``, its secrets read, its own log lines not shown."""
+    settings: dict[str, object] = {"bootstrap.servers": bootstrap, "logger": _QUIET, **cluster.settings}
     for key, reference in cluster.secrets.items():
         settings[key] = resolve(reference, f"cluster {cluster.name}'s {key}")
     return settings
@@ -120,10 +130,11 @@ class Topics:
         """topic -> (partitions, replication, config) for the ``topics`` that exist on ``cluster``."""
         admin = self._admins[cluster]
         try:
-            metadata = admin.list_topics(timeout=ADMIN_TIMEOUT_S)
+            metadata = admin.list_topics(timeout=CONNECT_TIMEOUT_S)
         except KafkaException as exc:
-            raise KafkaUnreachable(f"cannot reach cluster '{cluster}' at {self._bootstraps[cluster]}: "
-                                   f"{exc.args[0].str() if exc.args else exc}; is it running?") from None
+            reason = exc.args[0].str() if exc.args else exc
+            raise KafkaUnreachable(f"cannot reach cluster '{cluster}' at {self._bootstraps[cluster]}: {reason} "
+                                   f"after {CONNECT_TIMEOUT_S:g} s; is it running?") from None
         found = {}
         present = [t for t in topics if t in metadata.topics and not metadata.topics[t].error]
         resources = [ConfigResource(ConfigResource.Type.TOPIC, t) for t in present]

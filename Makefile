@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all setup demo lint tools-setup helm test test-unit test-integration proto kafka-up kafka-down bench bench-quick chaos chaos-quick clean
+.PHONY: all setup demo lint tools-setup helm test test-unit test-integration proto kafka-up kafka-down bench bench-quick chaos chaos-quick seed-evaluation clean
 
 # The Java SDK and examples (Maven), and the R SDK (R and its packages from Debian).
 include sdks/java/java.mk
@@ -86,6 +86,12 @@ bench: $(STAMP) $(QUIX_VENV)/bin/python java r-setup r-install
 # looked for in the output and dead-letter buffers; one line per scenario,
 # then one JSON object of the figures; exit 1 if an alert is missing.
 # Quick: 20,000 alerts a scenario, under 6 minutes; full: 100,000.
+# The seed's evaluation (bench/seed_evaluation.py): examples/pipelines/seed-evaluation.yaml
+# through `alert-pipeline up` on a 4-broker local cluster at 16, 32, 64 and
+# 128 partitions, against a raw loop, measured with `alert-sidecar bench`.
+seed-evaluation: $(STAMP)
+	$(PY) bench/seed_evaluation.py
+
 chaos-quick: $(STAMP)
 	$(PY) bench/chaos.py --quick
 

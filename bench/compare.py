@@ -90,7 +90,10 @@ try:
                 continue
             while True:
                 try:
-                    producer.produce(sink, value=message.value(), key=message.key(), headers=message.headers(),
+                    # The lineage header every sidecar output carries (alert-sidecar bench matches on it).
+                    source = f"{message.topic()}/{message.partition()}/{message.offset()}".encode()
+                    producer.produce(sink, value=message.value(), key=message.key(),
+                                     headers=(message.headers() or []) + [("x-alert-source", source)],
                                      partition=message.partition() % partitions)
                     break
                 except BufferError:

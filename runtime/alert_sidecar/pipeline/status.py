@@ -130,17 +130,25 @@ def snapshot(pipeline: Pipeline, bootstraps: Mapping[str, str], instances: Mappi
             "rate_limiting": rate_limiting(stages), "errors": errors}
 
 
+# A stage whose input waits less than this at its rate keeps up: alerts pass
+# through it in batches, and a second or two behind is its normal pipelining.
+KEEPING_UP_S = 2.0
+
+
 def rate_limiting(stages: Mapping[str, dict]) -> str | None:
-    """The stage furthest behind: most seconds of lag at its rate (no rate: stalled, furthest); None if none lags."""
-    behind = [(name, s) for name, s in stages.items() if s.get("lag")]
+    """The stage furthest behind: most seconds of lag at its rate, a stalled one (lag, no rate) first.
+
+    None when every stage keeps up (less than ``KEEPING_UP_S`` behind).
+    """
+    def how_far(item) -> tuple[float, int]:
+        _name, s = item
+        if s.get("lag_s") is not None:
+            return (s["lag_s"], s["lag"])
+        return (float("inf"), s["lag"])  # lag and no rate: stalled, or a first reading
+
+    behind = [(name, s) for name, s in stages.items() if s.get("lag") and how_far((name, s))[0] >= KEEPING_UP_S]
     if not behind:
         return None
-
-    def how_far(item):
-        _name, s = item
-        seconds = s["lag"] / s["rate_in"] if s.get("rate_in") else float("inf")
-        return (seconds, s["lag"])
-
     return max(behind, key=how_far)[0]
 
 

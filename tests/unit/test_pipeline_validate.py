@@ -208,3 +208,23 @@ def test_schema_messages_of_the_file_own(old, new, expected):
     with pytest.raises(PipelineError) as caught:
         loads(BASE.replace(old, new), "p.yaml")
     assert str(caught.value.errors[0]).startswith(expected), caught.value.errors
+
+
+EXAMPLES = sorted((ROOT / "examples" / "pipelines").glob("*.yaml"))
+
+
+def test_there_are_example_pipelines():
+    assert {p.name for p in EXAMPLES} >= {"three-stages.yaml", "seed-evaluation.yaml"}
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_every_example_pipeline_validates_without_warnings(example):
+    result = subprocess.run([str(Path(sys.executable).parent / "alert-pipeline"), "validate", str(example)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "" and result.stdout.endswith(": valid\n"), (result.stdout, result.stderr)
+    pipeline, _ = load(example)
+    for stage in pipeline.stages.values():  # a worker's script, relative to the file's folder, is there
+        if stage.worker and stage.worker.command:
+            script = [part for part in stage.worker.command if part.endswith((".py", ".R"))]
+            assert all((example.parent / part).exists() for part in script), (stage.name, script)

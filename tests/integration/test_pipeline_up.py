@@ -96,6 +96,8 @@ def test_three_stages_on_two_clusters_up_status_scale_down(tmp_path):
             assert now["stages"][name]["instances"] == {**now["stages"][name]["instances"], "wanted": 1, "running": 1}
         assert now["rate_limiting"] == "slow"
         assert now["buffers"]["raw"]["alerts"] == ALERTS and now["buffers"]["raw"]["partitions"] == 4
+        assert now["buffers"]["raw"]["bytes_on_disk"] > ALERTS * 50  # 12,000 JSON alerts of ~60 bytes and more
+        assert now["buffers"]["raw"]["retention_ms"] == 7 * 86_400_000  # the cluster's default: the file sets none
         text = run("status", str(file), "--state-dir", str(state), "--interval", "1").stdout
         assert "<- rate-limiting" in text.splitlines()[[i for i, line in enumerate(text.splitlines())
                                                         if line.startswith("slow ")][0]]

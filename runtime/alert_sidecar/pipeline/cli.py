@@ -364,8 +364,9 @@ def pipeline_status(pipeline: Pipeline, folder: Path, previous: dict | None = No
     instances = None
     if state is not None:
         instances = {name: [i for i in items if i["running"]] for name, items in state.get("stages", {}).items()}
+    local_data = ({name: folder / "kafka" / name for name in state.get("local_clusters", [])} if state else None)
     result = snapshot(pipeline, _bootstraps(pipeline, state), instances, state.get("wanted") if state else None,
-                      previous, admins)
+                      previous, admins, local_data)
     if state is not None:
         for name, items in state.get("stages", {}).items():
             failing = [i for i in items if not i["running"] and i.get("last_error")]
@@ -396,6 +397,15 @@ def status(file: str, as_json: bool, interval: float, state_dir: str | None) -> 
     click.echo(format_status(now))
     if any(not c["reachable"] for c in now["clusters"].values()):
         sys.exit(3)
+
+
+def _bytes(size: int | None) -> str:
+    if size is None:
+        return "-"
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if size >= scale:
+            return f"{size / scale:.1f}{unit}"
+    return f"{size}B"
 
 
 def format_status(now: dict) -> str:
@@ -429,7 +439,7 @@ def format_status(now: dict) -> str:
                    f"{behind:>8} {show(s['dead_lettered']):>7} {show(s['retried']):>8} "
                    f"{show(inst['restarts'] if inst['wanted'] is not None else None):>8} {p99:>9}{mark}")
     out.append("")
-    out.append(f"{'BUFFER':<14} {'CLUSTER':<12} {'TOPIC':<22} {'PARTS':>5} {'ALERTS':>10}  RETENTION")
+    out.append(f"{'BUFFER':<14} {'CLUSTER':<12} {'TOPIC':<22} {'PARTS':>5} {'ALERTS':>10} {'ON DISK':>9}  RETENTION")
     for name, b in now["buffers"].items():
         if b["exists"] is None:
             retention = "(unknown: its cluster is unreachable)"
@@ -441,8 +451,9 @@ def format_status(now: dict) -> str:
             bytes_part = ("unlimited" if b["retention_bytes"] == -1 else format_size(b["retention_bytes"])
                           if b["retention_bytes"] is not None else "-")
             retention = f"{time_part}, {bytes_part}"
+        on_disk = _bytes(b.get("bytes_on_disk"))
         out.append(f"{name:<14} {b['cluster']:<12} {b['topic']:<22} {show(b['partitions']):>5} "
-                   f"{show(b['alerts']):>10}  {retention}")
+                   f"{show(b['alerts']):>10} {on_disk:>9}  {retention}")
     if now["rate_limiting"]:
         s = now["stages"][now["rate_limiting"]]
         out.append("")

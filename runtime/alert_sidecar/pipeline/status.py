@@ -16,11 +16,13 @@ furthest behind: the most seconds of its input waiting at its current rate.
 
 from __future__ import annotations
 
+import glob
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
@@ -42,7 +44,8 @@ LATENCY = "worker_call_duration_seconds"
 
 def snapshot(pipeline: Pipeline, bootstraps: Mapping[str, str], instances: Mapping[str, list[dict]] | None = None,
              wanted: Mapping[str, int] | None = None, previous: dict | None = None,
-             admins: dict[str, AdminClient] | None = None) -> dict[str, Any]:
+             admins: dict[str, AdminClient] | None = None,
+             local_data: Mapping[str, Path] | None = None) -> dict[str, Any]:
     """The pipeline now.
 
     ``bootstraps``: each cluster's servers (a local cluster's as ``up``
@@ -51,6 +54,8 @@ def snapshot(pipeline: Pipeline, bootstraps: Mapping[str, str], instances: Mappi
     (``index``, ``pid``, ``metrics_port``, ``restarts``), None when nothing
     runs the stages here. ``wanted``: stage -> instances asked for.
     ``admins``: admin clients to reuse between snapshots (filled in).
+    ``local_data``: cluster -> the folder of a local cluster's brokers, whose
+    files give each buffer's bytes on disk (Kafka's admin API does not say).
     """
     now = time.time()
     admins = {} if admins is None else admins
@@ -84,6 +89,8 @@ def snapshot(pipeline: Pipeline, bootstraps: Mapping[str, str], instances: Mappi
             "alerts": found["size"] if found else None,
             "retention_ms": found["retention_ms"] if found else None,
             "retention_bytes": found["retention_bytes"] if found else None,
+            "bytes_on_disk": (disk_bytes(local_data[spec.cluster], spec.topic)
+                              if found and local_data and spec.cluster in local_data else None),
             "readers": [s.name for s in pipeline.readers(name)], "writers": [s.name for s in pipeline.writers(name)]}
 
     stages = {}
@@ -284,6 +291,20 @@ def _read_kafka(pipeline: Pipeline, clusters: dict[str, dict], admins: dict[str,
             clusters[name]["error"] = f"unreachable at {clusters[name]['bootstrap']} " \
                                       f"({error.str() if hasattr(error, 'str') else error})"
     return offsets, groups
+
+
+def disk_bytes(cluster_dir: Path, topic: str) -> int:
+    """Bytes of ``topic``'s log files on every broker of a local cluster (all replicas): what its retention bounds."""
+    total = 0
+    for partition_dir in cluster_dir.glob(f"broker-*/data/{glob.escape(topic)}-*"):
+        if not partition_dir.name[len(topic) + 1:].isdigit():
+            continue  # another topic whose name starts with this one's
+        for item in partition_dir.iterdir():
+            try:
+                total += item.stat().st_size
+            except OSError:
+                continue  # a segment deleted by retention meanwhile
+    return total
 
 
 def _number(entry) -> int | None:

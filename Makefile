@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all setup demo lint tools-setup helm test test-unit test-integration proto kafka-up kafka-down bench bench-quick chaos chaos-quick seed-evaluation clean
+.PHONY: all setup demo lint tools-setup chromium-setup helm test test-unit test-integration proto kafka-up kafka-down bench bench-quick chaos chaos-quick seed-evaluation clean
 
 # The Java SDK and examples (Maven), and the R SDK (R and its packages from Debian).
 include sdks/java/java.mk
@@ -42,6 +42,12 @@ lint: $(STAMP)
 tools-setup:
 	@command -v kcat >/dev/null 2>&1 || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends kcat; }
 
+# Debian's Chromium: the dashboard test (tests/integration/test_dashboard.py)
+# loads the page in a real headless browser, driven over the DevTools protocol.
+# Debian's own build, as root like kcat: no test framework's browser download.
+chromium-setup:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
+
 # helm, for the chart tests (tests/unit/test_export_helm.py): built from the Go
 # module proxy with the Go toolchain into a cache shared by every checkout, as
 # Maven's ~/.m2 is; v4 as the Helm project now recommends. About 3.5 minutes
@@ -57,7 +63,7 @@ helm: $(HELM)
 # Everything: the Java SDK's JUnit tests, then every Python, integration and
 # conformance test (which start the Java and R workers built here; the R
 # package's testthat tests run from tests/integration/test_r_sdk.py).
-test: $(STAMP) lint tools-setup helm java-test r-setup r-install
+test: $(STAMP) lint tools-setup chromium-setup helm java-test r-setup r-install
 	$(PY) -m pytest -q -ra
 
 test-unit: $(STAMP)

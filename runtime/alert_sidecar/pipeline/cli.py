@@ -22,6 +22,7 @@ from pathlib import Path
 import click
 
 from alert_sidecar.exceptions import ConfigError, SidecarError
+from alert_sidecar.pipeline.dashboard import dashboard_command
 from alert_sidecar.pipeline.export.cli import export_group
 from alert_sidecar.pipeline.load import PipelineError, load
 from alert_sidecar.pipeline.model import Pipeline, plural
@@ -467,3 +468,4 @@ def format_status(now: dict) -> str:
 main.add_command(export_group, "export")
 
 
+main.add_command(dashboard_command, "dashboard")

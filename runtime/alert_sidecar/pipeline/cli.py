@@ -434,7 +434,7 @@ def format_status(now: dict) -> str:
         ready = f"{inst['ready']}/{inst['wanted']}" if inst["wanted"] is not None else "-"
         p99 = f"{s['latency_p99_s'] * 1000:.1f}ms" if s["latency_p99_s"] is not None else "-"
         behind = (f"{s['lag_s']:g}s" if s["lag_s"] is not None
-                  else "stalled" if s["lag"] and s["rate_in"] == 0 else "-")
+                  else "stalled" if s["lag"] and s["rate_done"] == 0 else "-")
         mark = " <- rate-limiting" if name == now["rate_limiting"] else ""
         out.append(f"{name:<14} {ready:>7} {show(s['rate_in']):>9} {show(s['rate_out']):>9} {show(s['lag']):>9} "
                    f"{behind:>8} {show(s['dead_lettered']):>7} {show(s['retried']):>8} "
@@ -459,7 +459,7 @@ def format_status(now: dict) -> str:
         s = now["stages"][now["rate_limiting"]]
         out.append("")
         out.append(f"rate-limiting stage: {now['rate_limiting']} ({s['lag']:,} alerts behind"
-                   + (f", {s['lag_s']:g} s at {s['rate_in']:,.0f}/s)" if s["lag_s"] else ")"))
+                   + (f", {s['lag_s']:g} s at {s['rate_done']:,.0f} finished/s)" if s["lag_s"] else ")"))
     for error in now["errors"]:
         out.append(f"problem: {error}")
     return "\n".join(out)

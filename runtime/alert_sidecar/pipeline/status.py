@@ -125,9 +125,9 @@ def snapshot(pipeline: Pipeline, bootstraps: Mapping[str, str], instances: Mappi
         earlier = before.get(name)
         stage.update(_rates(stage, earlier, elapsed))
         lag = stage["lag"]
-        # Seconds of input waiting at the current rate: 0 with no lag; None when unknown, or stalled (no rate).
+        # Seconds of input waiting at the rate alerts are finished: 0 with no lag; None when unknown or stalled.
         stage["lag_s"] = (None if lag is None else 0.0 if lag == 0
-                          else round(lag / stage["rate_in"], 1) if stage["rate_in"] else None)
+                          else round(lag / stage["rate_done"], 1) if stage["rate_done"] else None)
         stages[name] = stage
         if instances is not None and stage["instances"]["running"] < stage["instances"]["wanted"]:
             errors.append(f"stage '{name}': {stage['instances']['running']} of {stage['instances']['wanted']} "
@@ -167,12 +167,17 @@ def _worker_kind(spec) -> str:
 
 def _rates(stage: dict, earlier: dict | None, elapsed: float | None) -> dict:
     """Alerts/s in and out, and worker-call latency quantiles, between two snapshots."""
-    rates: dict[str, Any] = {"rate_in": None, "rate_out": None, "latency_p50_s": None, "latency_p99_s": None}
+    rates: dict[str, Any] = {"rate_in": None, "rate_out": None, "rate_done": None, "latency_p50_s": None,
+                             "latency_p99_s": None}
     if earlier is None or not elapsed or elapsed <= 0 or stage["consumed"] is None or earlier.get("consumed") is None:
         return rates
     for key, counter in (("rate_in", "consumed"), ("rate_out", "out")):
         # A restarted instance starts its counters at 0: a negative difference is no rate.
         rates[key] = round(max(0, stage[counter] - earlier[counter]) / elapsed, 1)
+    # Finished alerts (kept, filtered or dead-lettered): what works the lag off. Alerts
+    # fetched (rate_in) run ahead of them by what the sidecar holds, and stop while it is full.
+    done = [sum(s.get(k) or 0 for k in ("out", "filtered", "dead_lettered")) for s in (stage, earlier)]
+    rates["rate_done"] = round(max(0, done[0] - done[1]) / elapsed, 1)
     now_buckets, then_buckets = stage["latency_buckets"], earlier.get("latency_buckets") or {}
     window = {bound: count - then_buckets.get(bound, 0) for bound, count in now_buckets.items()}
     if window and min(window.values()) >= 0:

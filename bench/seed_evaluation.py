@@ -7,7 +7,7 @@ For each partition count, on a fresh 4-broker local cluster that
 ``alert-pipeline up`` starts (the file's own, with its buffers' partitions set
 to the count):
 
-1. stage: ``alert-sidecar bench`` writes one visit of Rubin alerts into
+1. stage: ``alert-sidecar bench`` writes one visit of Rubin alerts (10 KB by default) into
    ``alerts`` and times them out of ``checked``, through the file's stage: 4
    sidecar instances with 4 Python no-op worker processes each;
 2. raw: the stage is scaled to 0 (``alert-pipeline scale``) and 4 processes of
@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from compare import RAW_STAGE  # noqa: E402
 
 from alert_sidecar.commands.bench import run_bench  # noqa: E402
+from alert_sidecar.exceptions import SidecarError  # noqa: E402
 
 FILE = ROOT / "examples" / "pipelines" / "seed-evaluation.yaml"
 PIPELINE = [str(Path(sys.executable).parent / "alert-pipeline")]
@@ -109,26 +110,41 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--partitions", default="16,32,64,128", help="comma-separated partition counts")
     parser.add_argument("--visit-size", type=int, default=10_000, help="alerts in the visit (Rubin's average)")
-    parser.add_argument("--size", choices=("lsst", "small"), default="lsst")
+    # Small (10 KB) alerts by default: on the project's 2-core machine a visit of
+    # 10,000 LSST-sized ones (620 MB, three replicas) is not acknowledged by the
+    # four brokers within the bench's time while 20 stage processes share the cores.
+    parser.add_argument("--size", choices=("lsst", "small"), default="small")
     args = parser.parse_args(argv)
     counts = [int(p) for p in args.partitions.split(",")]
     results = []
     with tempfile.TemporaryDirectory(prefix="seed-evaluation-") as folder:
         for count in counts:
-            results.append(measure(count, args.visit_size, args.size, Path(folder)))
-    base = results[0]
+            try:
+                results.append(measure(count, args.visit_size, args.size, Path(folder)))
+            except SidecarError as err:  # said, and the next count measured: one failure is a figure too
+                print(f"seed-evaluation: {count} partitions: {err}", file=sys.stderr)
+                results.append({"partitions": count, "failed": str(err)})
+                continue
+            say(f"  {json.dumps(results[-1])}")
+    done = [r for r in results if "failed" not in r]
+    if not done:
+        return 1
+    base = done[0]
     versus = f"vs {base['partitions']}"
     print(f"{'partitions':>10} {'stage/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'raw/s':>9} {'raw p99':>8} "
           f"{'stage/raw':>9} {versus:>8}")
-    for r in results:
+    for r in done:
         r["stage_vs_first"] = round(r["stage"]["alerts_per_s"] / base["stage"]["alerts_per_s"], 3)
         r["raw_vs_first"] = round(r["raw"]["alerts_per_s"] / base["raw"]["alerts_per_s"], 3)
         print(f"{r['partitions']:>10} {r['stage']['alerts_per_s']:>9,.0f} {r['stage']['p50_ms']:>8,.0f} "
               f"{r['stage']['p99_ms']:>8,.0f} {r['raw']['alerts_per_s']:>9,.0f} {r['raw']['p99_ms']:>8,.0f} "
               f"{r['ratio_raw']:>9} {r['stage_vs_first']:>8}")
     print(json.dumps({"visit_size": args.visit_size, "size": args.size, "results": results}))
-    missing = sum(r["stage"]["missing"] + r["raw"]["missing"] for r in results)
-    return 1 if missing else 0
+    for r in results:
+        if "failed" in r:
+            print(f"{r['partitions']:>10} failed: {r['failed']}")
+    missing = sum(r["stage"]["missing"] + r["raw"]["missing"] for r in done)
+    return 1 if missing or len(done) < len(results) else 0
 
 
 if __name__ == "__main__":

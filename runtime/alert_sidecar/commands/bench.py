@@ -290,7 +290,19 @@ def run_bench(input_uri: str, output_uri: str, *, alerts: int | None = None, vis
                 while time.time() < next_at:
                     producer.poll(min(0.1, max(0.0, next_at - time.time())))
                     report_progress()
-        remaining = producer.flush(KAFKA_TIMEOUT_S * 3)
+        # Wait while the cluster still acknowledges: a loaded cluster may take long to take a visit,
+        # and only one that acknowledges nothing for --timeout (at least 30 s) has failed to.
+        remaining = len(producer)
+        still_since = time.monotonic()
+        while remaining:
+            producer.flush(1.0)
+            now_remaining = len(producer)
+            if now_remaining < remaining:
+                still_since = time.monotonic()
+            elif time.monotonic() - still_since > max(KAFKA_TIMEOUT_S * 3, timeout):
+                break
+            remaining = now_remaining
+            report_progress()
         if remaining or failed:
             raise KafkaUnreachable(f"{remaining + len(failed)} alerts could not be written to {in_buffer}: "
                                    f"{failed[0] if failed else 'not acknowledged in time'}")

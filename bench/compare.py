@@ -1,6 +1,6 @@
 """How close the sidecar gets to the limit: a no-op stage three ways, on the same alerts.
 
-    python bench/compare.py --quick     # make bench-quick: 20,000 small + 3,000 LSST-sized alerts, a 2,000-alert visit
+    python bench/compare.py --quick     # make bench-quick: 50,000 small + 8,000 LSST-sized alerts, a 2,000-alert visit
     python bench/compare.py             # make bench: 100,000 small + 20,000 LSST-sized, a 10,000-alert visit,
                                         # and the sidecar's peak memory on a 40,000-alert burst
 
@@ -58,8 +58,9 @@ RESULTS = ROOT / "bench" / "results" / "latest.json"
 PARTITIONS = 4
 
 # (small alerts, LSST-sized alerts, visit alerts, peak-burst alerts or 0 for none).
-# Quick: about 3 minutes on a 2-core machine; full: Rubin's average and peak visits (DMTN-102).
-QUICK = {"small": 20_000, "lsst": 3_000, "visit": 2_000, "burst": 0}
+# Quick: under 4 minutes on a 2-core machine, long enough for steady rates;
+# full: Rubin's average and peak visits (DMTN-102).
+QUICK = {"small": 50_000, "lsst": 8_000, "visit": 2_000, "burst": 0}
 FULL = {"small": 100_000, "lsst": 20_000, "visit": 10_000, "burst": 40_000}
 
 # Alerts the R contenders are timed on (the first of the scenario's): R moves a
@@ -212,6 +213,34 @@ def peak_rss_mb(pid: int) -> float | None:
     return None
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU time (user + system, by the kernel's accounting in /proc) of ``pid`` and of all its descendants.
+
+    Descendants are the workers a sidecar starts; they are found by walking
+    /proc's parent links, since they are not reaped (and so not in the
+    parent's children's time) while they run.
+    """
+    children: dict[int, list[int]] = {}
+    times: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        child = int(stat.parent.name)
+        children.setdefault(int(fields[1]), []).append(child)
+        times[child] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+    below, todo = 0.0, list(children.get(pid, []))
+    while todo:
+        current = todo.pop()
+        below += times.get(current, 0.0)
+        todo.extend(children.get(current, []))
+    return times.get(pid, 0.0), below
+
+
 def stop(process: subprocess.Popen) -> None:
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
@@ -234,13 +263,17 @@ def run_contender(cluster: Cluster, name: str, argv: list[str], source: str, sin
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
         try:
             done = 0
+            at_first = None  # (outputs, CPU of the stage, CPU of its workers) when output first appeared
             while time.monotonic() - started < CONTENDER_TIMEOUT_S and process.poll() is None:
                 done = cluster.count(sink)
                 if done >= expected:
                     break
+                if done and at_first is None:
+                    at_first = (done, *cpu_seconds(process.pid))
                 time.sleep(POLL_S)
             wall_s = time.monotonic() - started
             rss = peak_rss_mb(process.pid)
+            at_end = cpu_seconds(process.pid)
         finally:
             stop(process)
     if done < expected:
@@ -252,10 +285,20 @@ def run_contender(cluster: Cluster, name: str, argv: list[str], source: str, sin
         # The output's timestamps are not when it was produced: Quix Streams copies the input record's
         # timestamp to its output, so they span the time the input was written.
         steady_s = None
+    # CPU per alert while alerts flowed (start-up left out): the stage's own
+    # process, and its workers; a change's effect shows here where two shared
+    # cores blur throughput.
+    cpu = {}
+    if at_first is not None and expected > at_first[0]:
+        alerts = expected - at_first[0]
+        cpu = {"cpu_us_per_alert": round((at_end[0] - at_first[1]) / alerts * 1e6, 1),
+               "worker_cpu_us_per_alert": round((at_end[1] - at_first[2]) / alerts * 1e6, 1)
+               if at_end[1] or at_first[2] else None,
+               "cpu_alerts": alerts}
     return {"ok": True, "out": done, "wall_s": round(wall_s, 2), "alerts_per_s": round(expected / wall_s, 1),
             "steady_s": round(steady_s, 2) if steady_s else None,
             "steady_alerts_per_s": round(expected / steady_s, 1) if steady_s else None,
-            "peak_rss_mb": rss}
+            "peak_rss_mb": rss, **cpu}
 
 
 def quix_available(python: str) -> str | None:
@@ -367,6 +410,11 @@ def scenario(cluster: Cluster, size: str, count: int, quix_python: str, quix_mis
         "ratio_java_python": ratio("java", "sidecar"),
         "ratio_r4_r1": ratio("r4", "r1"),
         "ratio_r4_python": ratio("r4", "sidecar"),
+        # CPU per alert while alerts flowed (kernel accounting, /proc): each contender's
+        # own process, and the workers behind the sidecars.
+        "cpu_us_per_alert": {name: r.get("cpu_us_per_alert") for name, r in results.items() if r.get("ok")},
+        "worker_cpu_us_per_alert": {name: r.get("worker_cpu_us_per_alert") for name, r in results.items()
+                                    if r.get("ok") and r.get("worker_cpu_us_per_alert") is not None},
         "contenders": results,
     }
 
@@ -413,7 +461,7 @@ def burst_memory(cluster: Cluster, count: int, logs: Path) -> dict:
 
 def table(summaries: list[dict]) -> str:
     lines = [f"{'scenario':<8} {'alerts':>7} {'bytes':>6}  {'contender':<8} {'wall_s':>7} {'alerts/s':>9} "
-             f"{'steady_s':>8} {'steady/s':>9} {'rss_mb':>7}"]
+             f"{'steady_s':>8} {'steady/s':>9} {'rss_mb':>7} {'cpu_us':>7} {'worker_us':>9}"]
     for summary in summaries:
         for name, r in summary["contenders"].items():
             head = f"{summary['scenario']:<8} {summary['alerts']:>7} {summary['alert_bytes']:>6}  {name:<8}"
@@ -422,7 +470,8 @@ def table(summaries: list[dict]) -> str:
                              f"{r.get('missing') or r.get('error', '').splitlines()[0]}")
             else:
                 lines.append(f"{head} {r['wall_s']:>7} {r['alerts_per_s']:>9} {r['steady_s'] or '-':>8} "
-                             f"{r['steady_alerts_per_s'] or '-':>9} {r['peak_rss_mb'] or '-':>7}")
+                             f"{r['steady_alerts_per_s'] or '-':>9} {r['peak_rss_mb'] or '-':>7} "
+                             f"{r.get('cpu_us_per_alert') or '-':>7} {r.get('worker_cpu_us_per_alert') or '-':>9}")
         lines.append(f"{'':<8} sidecar/raw {summary['ratio_raw']}, sidecar/quix {summary['ratio_quix']}, "
                      f"java/python {summary['ratio_java_python']}, r4/r1 {summary['ratio_r4_r1']}, "
                      f"r4/python {summary['ratio_r4_python']}")

@@ -17,7 +17,8 @@ The supervisor is one process per pipeline. It
 What it does is recorded in its state folder (``.alert-pipeline/NAME/``
 beside the file, or ``--state-dir``): ``supervisor.json`` (the clusters'
 bootstrap servers, every instance with its pid, metrics port and log), the
-instances' logs under ``logs/``, and the local clusters under ``kafka/``.
+instances' logs under ``logs/`` (the run before's under ``logs.previous/``),
+and the local clusters under ``kafka/``.
 The other verbs read that file; ``scale`` writes ``desired.json``, which the
 supervisor reads every half second.
 """
@@ -27,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -159,7 +161,12 @@ class Supervisor:
 
     def run(self) -> int:
         """Start everything, supervise until asked to stop, stop everything; 0, or 1 if the start failed."""
-        (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
+        logs = self.state_dir / "logs"
+        if logs.exists():  # the last run's logs stay readable beside this run's, one run back
+            previous = self.state_dir / "logs.previous"
+            shutil.rmtree(previous, ignore_errors=True)
+            logs.rename(previous)
+        logs.mkdir(parents=True, exist_ok=True)
         (self.state_dir / DESIRED_FILE).unlink(missing_ok=True)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self._stop.set())

@@ -28,7 +28,7 @@ from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, 
                                    NewTopic)
 
 from alert_sidecar.exceptions import ConfigError, KafkaUnreachable
-from alert_sidecar.pipeline.model import BufferSpec, ClusterSpec, Pipeline
+from alert_sidecar.pipeline.model import BufferSpec, ClusterSpec, Pipeline, plural
 from alert_sidecar.secrets import resolve
 
 ADMIN_TIMEOUT_S = 30.0
@@ -173,7 +173,7 @@ def _compare(buffer: BufferSpec, existing: tuple[int, int, dict[str, str]] | Non
     wanted = topic_configs(buffer)
     if existing is None:
         shown = ", ".join(f"{k}={v}" for k, v in sorted(wanted.items()))
-        return Change(CREATE, buffer, f"create with {buffer.partitions} partitions, replication "
+        return Change(CREATE, buffer, f"create with {plural(buffer.partitions, 'partition')}, replication "
                                       f"{buffer.replication}, {shown}", buffer.partitions, wanted)
     partitions, replication, configs = existing
     if buffer.partitions < partitions:
@@ -193,7 +193,7 @@ def _compare(buffer: BufferSpec, existing: tuple[int, int, dict[str, str]] | Non
             "may go to another partition than its earlier ones)", *shown]), buffer.partitions, differ)
     if differ:
         return Change(CONFIG, buffer, ", ".join(shown), configs=differ)
-    return Change(UNCHANGED, buffer, f"{partitions} partitions, replication {replication}: as the file says")
+    return Change(UNCHANGED, buffer, f"{plural(partitions, 'partition')}, replication {replication}: as the file says")
 
 
 def _wait_all(futures: dict, where: str, doing: str) -> None:

@@ -25,8 +25,8 @@ $(STAMP): pyproject.toml sdks/python/pyproject.toml
 
 setup: $(STAMP)
 
-# Regenerates what is made from proto/ (the contract's one source): the Python
-# binding and the copy of the .proto that the R package ships.
+# Regenerates what is made from proto/ (the contract's one copy): the Python
+# binding (the R package copies the .proto itself when installed).
 proto: $(STAMP)
 	PYTHON=$(abspath $(PY)) tools/generate_proto.sh
 

@@ -5,15 +5,14 @@
 #   make r-test      its testthat tests
 #   make r-check     R CMD build and R CMD check --no-manual
 #
-# The package ships the contract's .proto (sdks/r/inst/proto, a link to
-# proto/, the contract's one copy), so that a plain `R CMD INSTALL sdks/r`
-# gives a working package: it installs the file the link points to. The link
-# is made by tools/generate_proto.sh (`make proto`) and checked by
-# tests/unit/test_generated_drift.py.
+# The package ships the contract's .proto: its configure script copies
+# proto/ (the contract's one copy) into sdks/r/inst/proto, untracked, at each
+# `R CMD INSTALL sdks/r`, so a plain install gives a working package;
+# tests/unit/test_generated_drift.py checks it.
 
 R_DIR := sdks/r
 R_LIB := $(abspath .rlib)
-R_PROTO := $(R_DIR)/inst/proto/alertsidecar/v1/worker.proto  # the shipped contract (a link): changed, it is reinstalled
+R_PROTO := proto/alertsidecar/v1/worker.proto  # the contract the package ships: changed, it is reinstalled
 R_PACKAGES := r-base-core r-cran-rprotobuf r-cran-httpuv r-cran-jsonlite r-cran-testthat r-cran-roxygen2
 R_STAMP := $(R_LIB)/alertworker/DESCRIPTION
 

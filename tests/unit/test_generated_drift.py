@@ -1,12 +1,13 @@
 """What is generated from proto/ matches what `make proto` produces now.
 
 The Python binding (sdks/python/alertsidecar) is compared byte for byte with
-what tools/generate_proto.sh makes; the contract the R package ships
-(sdks/r/inst/proto, which `R CMD INSTALL sdks/r` installs with it) must be a
-link to proto/, the contract's one copy, and nothing else.
+what tools/generate_proto.sh makes. The contract has one copy: no .proto is
+tracked outside proto/, and the R package's configure script (run by `R CMD
+INSTALL sdks/r`) copies proto/'s file into the package byte for byte.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,14 +16,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON_BINDING = ROOT / "sdks" / "python" / "alertsidecar"
-R_COPY = ROOT / "sdks" / "r" / "inst" / "proto"
 
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory) -> Path:
     """The script's outputs in a temporary folder: python/ and r/."""
     out = tmp_path_factory.mktemp("generated")
-    subprocess.run(["bash", str(ROOT / "tools" / "generate_proto.sh"), str(out / "python"), str(out / "r")],
+    subprocess.run(["bash", str(ROOT / "tools" / "generate_proto.sh"), str(out / "python")],
                    check=True, env={**os.environ, "PYTHON": sys.executable})
     return out
 
@@ -44,11 +44,24 @@ def test_python_binding_matches_the_proto(generated):
     assert not stale, f"generated code is stale, run `make proto`: {stale}"
 
 
-def test_r_package_ships_a_link_to_the_one_proto(generated):
-    contract = ROOT / "proto" / "alertsidecar" / "v1" / "worker.proto"
-    shipped = [p for p in R_COPY.rglob("*") if p.is_file() or p.is_symlink()]
-    assert shipped == [R_COPY / "alertsidecar" / "v1" / "worker.proto"], shipped
-    assert shipped[0].is_symlink() and shipped[0].resolve() == contract.resolve(), (
-        "sdks/r/inst/proto must link to proto/, not copy it: run `make proto`")
-    made = generated / "r" / "alertsidecar" / "v1" / "worker.proto"
-    assert made.is_symlink() and made.resolve() == contract.resolve()
+def test_no_proto_is_tracked_outside_proto():
+    tracked = subprocess.run(["git", "ls-files", "*.proto"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.split()
+    assert tracked and all(name.startswith("proto/") for name in tracked), tracked
+
+
+def test_r_configure_copies_the_one_proto(tmp_path):
+    """The configure script, run where R runs it (the package's folder), in a copy of the layout it expects."""
+    package = tmp_path / "sdks" / "r"
+    package.mkdir(parents=True)
+    shutil.copy(ROOT / "sdks" / "r" / "configure", package / "configure")
+    shutil.copytree(ROOT / "proto", tmp_path / "proto")
+    subprocess.run(["sh", "configure"], cwd=package, check=True)
+    copied = package / "inst" / "proto" / "alertsidecar" / "v1" / "worker.proto"
+    assert copied.read_bytes() == (ROOT / "proto" / "alertsidecar" / "v1" / "worker.proto").read_bytes()
+    assert not copied.is_symlink()
+    # Away from the repository, with no copy made before, it says so and fails.
+    (tmp_path / "proto" / "alertsidecar" / "v1" / "worker.proto").unlink()
+    copied.unlink()
+    failed = subprocess.run(["sh", "configure"], cwd=package, capture_output=True, text=True)
+    assert failed.returncode == 1 and "no contract" in failed.stderr

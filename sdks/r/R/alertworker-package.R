@@ -8,7 +8,7 @@
 #' [try_filter()] runs a filter on a file of alerts without Kafka.
 #'
 #' The contract is the repository's `proto/alertsidecar/v1/worker.proto`;
-#' the package ships a copy of it, made by `make proto`, and reads it at run
+#' the package ships a copy of it, made at install from `proto/`, and reads it at run
 #' time (see [proto_dir()]), so `R CMD INSTALL sdks/r` is all it needs. The
 #' worker serves it with the Connect protocol, which the sidecar speaks to R
 #' workers.

@@ -1,8 +1,7 @@
 # The contract, read at run time from the .proto the package ships
-# (inst/proto/alertsidecar/v1/worker.proto): in the repository a link to
-# proto/, the contract's one copy (made by tools/generate_proto.sh, `make
-# proto`, and checked by tests/unit/test_generated_drift.py); installed, the
-# file itself.
+# (inst/proto/alertsidecar/v1/worker.proto): copied from proto/, the
+# contract's one copy, by the package's configure script at each install
+# (checked by tests/unit/test_generated_drift.py).
 # The package never carries a hand-written version of the messages.
 
 .state <- new.env(parent = emptyenv())
@@ -12,7 +11,7 @@
 #' The directory that holds `alertsidecar/v1/worker.proto`: the option
 #' `alertworker.proto_dir`, else the environment variable
 #' `ALERTWORKER_PROTO_DIR`, else the copy the package ships (its `proto`
-#' folder, made from the repository's `proto/` by `make proto`). Set the
+#' folder, copied from the repository's `proto/` when it is installed). Set the
 #' option or the variable only to serve another version of the contract.
 #'
 #' @return The directory, a character string.
@@ -38,8 +37,8 @@ proto_dir <- function() {
     dir <- system.file("proto", package = "alertworker")
     if (!nzchar(dir) || !file.exists(file.path(dir, contract_file))) {
       stop("the installed alertworker has no alertsidecar/v1/worker.proto: reinstall it from the ",
-           "repository with `R CMD INSTALL sdks/r` (or `make r-install`); if sdks/r/inst/proto is ",
-           "missing there, run `make proto` first", call. = FALSE)
+           "repository with `R CMD INSTALL sdks/r` (or `make r-install`), which copies proto/ into it",
+           call. = FALSE)
     }
   }
   normalizePath(dir)

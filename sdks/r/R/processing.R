@@ -334,5 +334,8 @@ encode_batch_result <- function(batch_id, ids, results) {
 }
 
 log_line <- function(...) {
-  cat(format(Sys.time(), "%Y-%m-%d %H:%M:%S"), " alertworker ", ..., "\n", sep = "", file = stderr())
+  # One string, one write: the processes of serve(processes = n) share stderr, and
+  # cat() of several pieces would let their lines interleave mid-line.
+  line <- paste0(format(Sys.time(), "%Y-%m-%d %H:%M:%S"), " alertworker ", ..., "\n")
+  cat(line, file = stderr())
 }

@@ -16,7 +16,9 @@ include sdks/r/r.mk
 
 all: test
 
-$(STAMP): pyproject.toml sdks/python/pyproject.toml
+# setup.py and the .pyx: the compiled decoder is built by the install, so a
+# change to its source installs again.
+$(STAMP): pyproject.toml sdks/python/pyproject.toml setup.py runtime/alert_sidecar/formats/_avro_projection.pyx
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ./sdks/python

@@ -74,6 +74,9 @@ CONTENDER_TIMEOUT_S = 600.0
 
 # How often the output topic's watermarks are read while a contender runs.
 POLL_S = 0.1
+# The R contenders, timed on the first r_limit alerts; the filters, timed by their commits.
+R_CONTENDERS = ("r1", "r4", "rfilter")
+FILTERS = ("rfilter",)
 
 RAW_STAGE = """
 import sys, time
@@ -177,6 +180,17 @@ class Cluster:
         finally:
             reader.close()
 
+    def committed(self, group: str, topic: str) -> int:
+        """Records of ``topic`` that ``group`` has committed (for a stage whose output is not one per input)."""
+        offsets = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group})
+        try:
+            found = offsets.committed([TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=10)
+        except KafkaException:
+            return 0
+        finally:
+            offsets.close()
+        return sum(max(tp.offset, 0) for tp in found)
+
     def close(self) -> None:
         self.watermarks.close()
 
@@ -255,8 +269,13 @@ def stop(process: subprocess.Popen) -> None:
 
 
 def run_contender(cluster: Cluster, name: str, argv: list[str], source: str, sink: str, expected: int,
-                  logs: Path) -> dict:
-    """Start ``argv``, wait until ``sink`` holds ``expected`` records, stop it; its figures."""
+                  logs: Path, group: str | None = None) -> dict:
+    """Start ``argv``, wait until ``sink`` holds ``expected`` records, stop it; its figures.
+
+    With ``group`` (a filter, whose output holds only what it keeps), until
+    ``group`` has committed ``expected`` records of ``source`` instead; its
+    steady rate then runs from its first commit to its last.
+    """
     log_path = logs / f"{name}-{sink}.log"
     with open(log_path, "wb") as log:
         started = time.monotonic()
@@ -264,14 +283,16 @@ def run_contender(cluster: Cluster, name: str, argv: list[str], source: str, sin
         try:
             done = 0
             at_first = None  # (outputs, CPU of the stage, CPU of its workers) when output first appeared
+            first_at = None
             while time.monotonic() - started < CONTENDER_TIMEOUT_S and process.poll() is None:
-                done = cluster.count(sink)
+                done = cluster.committed(group, source) if group else cluster.count(sink)
                 if done >= expected:
                     break
                 if done and at_first is None:
-                    at_first = (done, *cpu_seconds(process.pid))
+                    at_first, first_at = (done, *cpu_seconds(process.pid)), time.monotonic()
                 time.sleep(POLL_S)
             wall_s = time.monotonic() - started
+            progress_s = time.monotonic() - first_at if first_at is not None else None
             rss = peak_rss_mb(process.pid)
             at_end = cpu_seconds(process.pid)
         finally:
@@ -279,9 +300,13 @@ def run_contender(cluster: Cluster, name: str, argv: list[str], source: str, sin
     if done < expected:
         tail = log_path.read_text(errors="replace")[-2000:]
         return {"ok": False, "out": done, "error": f"{done} of {expected} out; log tail:\n{tail}"}
-    first_ms, last_ms = cluster.first_and_last_ms(sink)
-    steady_s: float | None = max((last_ms - first_ms) / 1000, 0.001)
-    if steady_s > wall_s:
+    steady_s: float | None
+    if group:
+        steady_s = progress_s * expected / (expected - at_first[0]) if progress_s and at_first else None
+    else:
+        first_ms, last_ms = cluster.first_and_last_ms(sink)
+        steady_s = max((last_ms - first_ms) / 1000, 0.001)
+    if steady_s is not None and steady_s > wall_s:
         # The output's timestamps are not when it was produced: Quix Streams copies the input record's
         # timestamp to its output, so they span the time the input was written.
         steady_s = None
@@ -347,8 +372,11 @@ def sdk_workers(wanted: list[str]) -> dict[str, tuple[list[str], tuple[str, ...]
             # R is single-threaded: one process, then four behind the same sidecar.
             workers["r1"] = (noop, ("--worker-protocol", "connect"))
             workers["r4"] = (noop, ("--worker-protocol", "connect", "--worker-processes", "4"))
+            # The README's filter, four processes: a real R stage, sent the fields it declares.
+            brightening = r_worker_command(str(ROOT / "examples" / "r" / "brightening.R"))
+            workers["rfilter"] = (brightening, ("--worker-protocol", "connect", "--worker-processes", "4"))
         except Exception as exc:  # noqa: BLE001
-            workers["r1"] = workers["r4"] = f"the R no-op worker cannot be installed: {exc}"
+            workers["r1"] = workers["r4"] = workers["rfilter"] = f"the R workers cannot be installed: {exc}"
     return workers
 
 
@@ -382,9 +410,10 @@ def scenario(cluster: Cluster, size: str, count: int, quix_python: str, quix_mis
         topics.append(sink)
         say(f"[{size}] {name}: copying {count} alerts")
         # R moves a few hundred alerts a second (the sidecar decodes each to JSON for it).
-        expected = min(count, r_limit) if name in ("r1", "r4") and r_limit else count
-        results[name] = run_contender(cluster, name, argv(sink, f"bench-{name}-{run_id}"), source, sink, expected,
-                                      logs)
+        expected = min(count, r_limit) if name in R_CONTENDERS and r_limit else count
+        group = f"bench-{name}-{run_id}"
+        results[name] = run_contender(cluster, name, argv(sink, group), source, sink, expected, logs,
+                                      group=group if name in FILTERS else None)
         say(f"[{size}] {name}: {results[name]}")
     cluster.delete(topics)
     rate = {name: r.get("alerts_per_s") if r.get("ok") else None for name, r in results.items()}
@@ -410,6 +439,8 @@ def scenario(cluster: Cluster, size: str, count: int, quix_python: str, quix_mis
         "ratio_java_python": ratio("java", "sidecar"),
         "ratio_r4_r1": ratio("r4", "r1"),
         "ratio_r4_python": ratio("r4", "sidecar"),
+        "rfilter_alerts_per_s": rate.get("rfilter"),
+        "rfilter_steady_alerts_per_s": (results.get("rfilter") or {}).get("steady_alerts_per_s"),
         # CPU per alert while alerts flowed (kernel accounting, /proc): each contender's
         # own process, and the workers behind the sidecars.
         "cpu_us_per_alert": {name: r.get("cpu_us_per_alert") for name, r in results.items() if r.get("ok")},
@@ -474,7 +505,8 @@ def table(summaries: list[dict]) -> str:
                              f"{r.get('cpu_us_per_alert') or '-':>7} {r.get('worker_cpu_us_per_alert') or '-':>9}")
         lines.append(f"{'':<8} sidecar/raw {summary['ratio_raw']}, sidecar/quix {summary['ratio_quix']}, "
                      f"java/python {summary['ratio_java_python']}, r4/r1 {summary['ratio_r4_r1']}, "
-                     f"r4/python {summary['ratio_r4_python']}")
+                     f"r4/python {summary['ratio_r4_python']}, R filter {summary.get('rfilter_alerts_per_s')} "
+                     f"alerts/s ({summary.get('rfilter_steady_alerts_per_s')} steady)")
     return "\n".join(lines)
 
 
@@ -519,8 +551,16 @@ def main(argv: list[str] | None = None) -> int:
             if local is not None:
                 local.down()
 
+    # The stage's decoding for workers that ask for JSON, on the same machine with Kafka stopped.
+    sys.path.insert(0, str(ROOT / "bench"))
+    from decoding import stage_rates
+
+    decoding = stage_rates(500 if args.quick else 2000)
     if summaries:
         print(table(summaries))
+    print(f"decoding: LSST-sized alerts for JSON workers, {decoding['fields']} fields "
+          f"{decoding['fields_compiled_per_s']} alerts/s (fastavro {decoding['fields_fastavro_per_s']}), "
+          f"all fields {decoding['all_compiled_per_s']} alerts/s (fastavro {decoding['all_fastavro_per_s']})")
     if visit:
         print(f"visit: {visit['alerts']} lsst alerts through the sidecar, {visit['out_alerts']} out, "
               f"p50 {visit['p50_ms']} ms, p99 {visit['p99_ms']} ms, max {visit['max_ms']} ms, "
@@ -537,6 +577,7 @@ def main(argv: list[str] | None = None) -> int:
     summary["visit"] = visit
     summary["burst_alerts"] = sizes["burst"] or None
     summary["burst_peak_rss_mb"] = burst.get("peak_rss_mb") if burst else None
+    summary["decoding"] = decoding
     summary["quix_python"] = args.quix_python
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(summary, indent=2) + "\n")

@@ -119,7 +119,8 @@ topic missing; 4 worker unreachable, incompatible or broke the contract;
 @click.option("--schema-dir", type=click.Path(file_okay=False), metavar="DIR",
               help="Folder of Avro schemas named <id>.avsc, looked up before Rubin's.")
 @click.option("--decoders", type=click.IntRange(0, 256), default=None,
-              help="Processes decoding alerts for workers that ask for JSON (0: on the main thread). [default: one per core]")
+              help="Processes decoding alerts for workers that ask for JSON (0: on the main thread). "
+                   "[default: 0 with the compiled decoder, else one per core]")
 @click.option("--start-from", default=default_of("start_from"), show_default=True,
               metavar="earliest|latest|TIME|OFFSET",
               help="Where the group starts on a partition it has no committed offset for (a partition it has "

@@ -98,18 +98,24 @@ _LOGICAL = {
 }
 
 
-def avro_values(schema: Any, named: dict[str, Any]) -> st.SearchStrategy[Any]:
-    """Values that fit an Avro schema (as written: dicts and names, not parsed)."""
+MAP_KEYS = st.text(max_size=6)
+
+
+def avro_values(schema: Any, named: dict[str, Any],
+                keys: st.SearchStrategy[str] = MAP_KEYS) -> st.SearchStrategy[Any]:
+    """Values that fit an Avro schema (as written: dicts and names, not parsed), maps' keys from ``keys``."""
     if isinstance(schema, str):
-        return _PRIMITIVES[schema] if schema in _PRIMITIVES else st.deferred(lambda: avro_values(named[schema], named))
+        if schema in _PRIMITIVES:
+            return _PRIMITIVES[schema]
+        return st.deferred(lambda: avro_values(named[schema], named, keys))
     if isinstance(schema, list):
-        return st.one_of([avro_values(branch, named) for branch in schema])
+        return st.one_of([avro_values(branch, named, keys) for branch in schema])
     if "logicalType" in schema:
         return _LOGICAL[schema["logicalType"]]
     kind = schema["type"]
     if kind == "record":
         named[schema["name"]] = schema
-        return st.fixed_dictionaries({f["name"]: avro_values(f["type"], named) for f in schema["fields"]})
+        return st.fixed_dictionaries({f["name"]: avro_values(f["type"], named, keys) for f in schema["fields"]})
     if kind == "enum":
         named[schema["name"]] = schema
         return st.sampled_from(schema["symbols"])
@@ -117,10 +123,10 @@ def avro_values(schema: Any, named: dict[str, Any]) -> st.SearchStrategy[Any]:
         named[schema["name"]] = schema
         return st.binary(min_size=schema["size"], max_size=schema["size"])
     if kind == "array":
-        return st.lists(avro_values(schema["items"], named), max_size=4)
+        return st.lists(avro_values(schema["items"], named, keys), max_size=4)
     if kind == "map":
-        return st.dictionaries(st.text(max_size=6), avro_values(schema["values"], named), max_size=3)
-    return avro_values(kind, named)
+        return st.dictionaries(keys, avro_values(schema["values"], named, keys), max_size=3)
+    return avro_values(kind, named, keys)
 
 
 @st.composite
@@ -553,14 +559,24 @@ def test_convert_batch_answers_each_alert_and_never_raises(alerts: list[tuple[by
     for one, value, content_type in zip(converted, values, content_types):
         assert isinstance(one, Converted)
         assert not one.transient  # no registry here: nothing is unavailable
+        # decode is fastavro's whole record; convert_batch reads Confluent Avro with the
+        # compiled reader, which differs from it on two kinds of invalid bytes
+        # (alert_sidecar.formats.avro_projection): it does not check strings it skips,
+        # and refuses negative enum indices and union branches.
         if one.error is None:
-            record, schema_id = decode(value, content_type, sources)
-            assert one.payload == to_json(record, fields) and one.schema_id == schema_id
             json.loads(one.payload)
+            try:
+                record, schema_id = decode(value, content_type, sources)
+            except DecodeError:
+                assert content_type == AVRO_CONFLUENT and fields, "only a projection skips what fastavro refuses"
+                continue
+            assert one.payload == to_json(record, fields) and one.schema_id == schema_id
         else:
             assert one.payload is None and one.error.startswith("cannot decode the alert: ")
             if content_type == AVRO_CONFLUENT:  # only a Confluent frame names a schema id
                 assert one.schema_id == codecs.schema_id_of(value)
+            if "enum symbol -" in one.error or "union branch -" in one.error:
+                continue
             with pytest.raises((DecodeError, UnknownSchemaError)):
                 decode(value, content_type, sources)
 

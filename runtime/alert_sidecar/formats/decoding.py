@@ -27,6 +27,7 @@ from alert_worker.codecs import project, projection_tree, schema_id_of
 from alert_worker.exceptions import AlertDecodeError
 
 from alert_sidecar.exceptions import DecodeError
+from alert_sidecar.formats import avro_projection
 from alert_sidecar.formats.content import AVRO_CONFLUENT, AVRO_OCF, JSON, RAW
 
 __all__ = ["Converted", "DecodeError", "DecoderPool", "convert_batch", "decode", "project", "projection_tree",
@@ -55,6 +56,24 @@ def decode(value: bytes | None, content_type: str, schemas) -> tuple[Any, int | 
     if content_type == RAW:
         raise DecodeError("raw bytes have no known format; give the buffer's format (e.g. ?format=avro-confluent)")
     raise DecodeError(f"cannot decode content type {content_type!r}")
+
+
+def _decode_projected(value: bytes | None, source, fields: tuple[str, ...] | None) -> tuple[Any, int] | None:
+    """``(record, schema id)`` by the compiled reader of the value's schema and ``fields``, or None to use fastavro.
+
+    None for values that are not Confluent-framed (``decode`` says what is
+    wrong), without the compiled extension, and for recursive schemas.
+    """
+    if not avro_projection.AVAILABLE or not value or len(value) < 5 or value[0] != 0:
+        return None
+    schema_id = schema_id_of(value)
+    reader = avro_projection.reader_for(source.schema(schema_id), tuple(fields) if fields else None)
+    if reader is None:
+        return None
+    try:
+        return avro_projection.decode_confluent_projected(value, schema_id, reader), schema_id
+    except AlertDecodeError as exc:
+        raise DecodeError(str(exc)) from None
 
 
 def to_json(record: Any, fields: Sequence[str] | None = None) -> bytes:
@@ -129,7 +148,12 @@ def convert_batch(values: list[bytes | None], content_types: list[str], fields: 
     out = []
     for value, content_type in zip(values, content_types):
         try:
-            record, schema_id = decode(value, content_type, source)
+            projected = _decode_projected(value, source, fields) if content_type == AVRO_CONFLUENT else None
+            if projected is not None:
+                record, schema_id = projected
+                fields_left = None  # the compiled reader kept only the fields asked for
+            else:
+                (record, schema_id), fields_left = decode(value, content_type, source), fields
         except (DecodeError, UnknownSchemaError) as exc:
             out.append(Converted(None, schema_id_of(value), f"cannot decode the alert: {exc}"))
             continue
@@ -137,7 +161,7 @@ def convert_batch(values: list[bytes | None], content_types: list[str], fields: 
             out.append(Converted(None, schema_id_of(value), str(exc), transient=True))
             continue
         try:
-            out.append(Converted(to_json(record, fields), schema_id))
+            out.append(Converted(to_json(record, fields_left), schema_id))
         except TypeError as exc:  # encode_json's one error: a record it cannot write (nested too deep)
             out.append(Converted(None, schema_id, f"cannot write the alert's JSON form: {exc}"))
     return out

@@ -11,5 +11,5 @@ from setuptools import Extension, setup
 
 setup(ext_modules=cythonize(
     [Extension("alert_sidecar.formats._avro_projection", ["runtime/alert_sidecar/formats/_avro_projection.pyx"],
-               extra_compile_args=["-O2"], optional=True)],
+               extra_compile_args=["-O2", "-g0"], optional=True)],
     compiler_directives={"language_level": 3}))

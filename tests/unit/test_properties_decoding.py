@@ -250,14 +250,19 @@ def json_reference(value: bytes) -> Any:
         return _REFUSED
 
 
-def fastavro_confluent(value: bytes, parsed_schema: Any) -> Any:
-    """What fastavro alone reads from a Confluent body: the record, or _REFUSED if it fails or leaves bytes."""
-    body = io.BytesIO(value[codecs.CONFLUENT_HEADER_SIZE:])
+def fastavro_body(body: bytes, parsed_schema: Any) -> Any:
+    """What fastavro alone reads from an Avro body: the record, or _REFUSED if it fails or leaves bytes."""
+    stream = io.BytesIO(body)
     try:
-        record = fastavro.schemaless_reader(body, parsed_schema, None)
+        record = fastavro.schemaless_reader(stream, parsed_schema, None)
     except Exception:
         return _REFUSED
-    return record if body.tell() == len(value) - codecs.CONFLUENT_HEADER_SIZE else _REFUSED
+    return record if stream.tell() == len(body) else _REFUSED
+
+
+def fastavro_confluent(value: bytes, parsed_schema: Any) -> Any:
+    """What fastavro alone reads from a Confluent-framed value (see fastavro_body)."""
+    return fastavro_body(value[codecs.CONFLUENT_HEADER_SIZE:], parsed_schema)
 
 
 def fastavro_ocf(value: bytes) -> Any:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from alert_worker.codecs import projection_tree
+from alert_worker.codecs import CONFLUENT_HEADER_SIZE, projection_tree
 from alert_worker.codecs.schema_names import is_recursive
 from alert_worker.exceptions import AlertDecodeError
 
@@ -37,7 +37,6 @@ except ImportError:  # pragma: no cover - fastavro's layout
 __all__ = ["AVAILABLE", "decode_confluent_projected", "reader_for"]
 
 AVAILABLE = _c is not None
-CONFLUENT_HEADER_SIZE = 5
 
 _PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
 

@@ -58,16 +58,22 @@ def decode(value: bytes | None, content_type: str, schemas) -> tuple[Any, int | 
     raise DecodeError(f"cannot decode content type {content_type!r}")
 
 
-def _decode_projected(value: bytes | None, source, fields: tuple[str, ...] | None) -> tuple[Any, int] | None:
+def _decode_projected(value: bytes | None, readers: dict[int, Any], source,
+                      fields: tuple[str, ...] | None) -> tuple[Any, int] | None:
     """``(record, schema id)`` by the compiled reader of the value's schema and ``fields``, or None to use fastavro.
 
     None for values that are not Confluent-framed (``decode`` says what is
     wrong), without the compiled extension, and for recursive schemas.
+    ``readers`` holds each schema id's reader (or None) for one batch, so
+    that a batch looks up each schema once.
     """
-    if not avro_projection.AVAILABLE or not value or len(value) < 5 or value[0] != 0:
-        return None
     schema_id = schema_id_of(value)
-    reader = avro_projection.reader_for(source.schema(schema_id), tuple(fields) if fields else None)
+    if schema_id is None:
+        return None
+    if schema_id in readers:
+        reader = readers[schema_id]
+    else:
+        reader = readers[schema_id] = avro_projection.reader_for(source.schema(schema_id), fields)
     if reader is None:
         return None
     try:
@@ -146,9 +152,13 @@ def convert_batch(values: list[bytes | None], content_types: list[str], fields: 
 
     source = source if source is not None else _SOURCE
     out = []
+    project = avro_projection.AVAILABLE
+    wanted = tuple(fields) if fields else None
+    readers: dict[int, Any] = {}
     for value, content_type in zip(values, content_types):
         try:
-            projected = _decode_projected(value, source, fields) if content_type == AVRO_CONFLUENT else None
+            projected = (_decode_projected(value, readers, source, wanted)
+                         if project and content_type == AVRO_CONFLUENT else None)
             if projected is not None:
                 record, schema_id = projected
                 fields_left = None  # the compiled reader kept only the fields asked for

@@ -1,8 +1,10 @@
 """How close the sidecar gets to the limit: a no-op stage three ways, on the same alerts.
 
-    python bench/compare.py --quick     # make bench-quick: 50,000 small + 8,000 LSST-sized alerts, a 2,000-alert visit
-    python bench/compare.py             # make bench: 100,000 small + 20,000 LSST-sized, a 10,000-alert visit,
-                                        # and the sidecar's peak memory on a 40,000-alert burst
+    python bench/compare.py --quick     # make bench-quick: 60,000 2 KB, 120,000 small (10 KB) and 8,000
+                                        # LSST-sized (62 KB) alerts, a 2,000-alert visit
+    python bench/compare.py             # make bench: 100,000 2 KB, 200,000 small, 20,000 LSST-sized,
+                                        # a 10,000-alert visit, and the sidecar's peak memory on a
+                                        # 40,000-alert burst
 
 On one Kafka (a one-broker local cluster started here in a temp folder, or the
 one named by BOOTSTRAP_SERVERS), each scenario writes its alerts once into a
@@ -30,7 +32,9 @@ sidecar's visit latency comes from ``alert-sidecar bench`` (see
 runtime/alert_sidecar/commands/bench.py for what it measures).
 
 Prints a table, writes bench/results/latest.json, and ends with one JSON line:
-the LSST-sized scenario's figures, with the small scenario's under "small".
+the LSST-sized scenario's figures, with the others' under "2kb" and "small".
+The 2 KB scenario (5 previous sources, no cutouts) has raw, quix and sidecar
+only: it is where the sidecar's CPU per alert is set against the raw loop's.
 """
 
 from __future__ import annotations
@@ -60,8 +64,14 @@ PARTITIONS = 4
 # (small alerts, LSST-sized alerts, visit alerts, peak-burst alerts or 0 for none).
 # Quick: under 4 minutes on a 2-core machine, long enough for steady rates;
 # full: Rubin's average and peak visits (DMTN-102).
-QUICK = {"small": 120_000, "lsst": 8_000, "visit": 2_000, "burst": 0}
-FULL = {"small": 200_000, "lsst": 20_000, "visit": 10_000, "burst": 40_000}
+QUICK = {"2kb": 60_000, "small": 120_000, "lsst": 8_000, "visit": 2_000, "burst": 0}
+FULL = {"2kb": 100_000, "small": 200_000, "lsst": 20_000, "visit": 10_000, "burst": 40_000}
+# Previous sources per alert: 30 as Rubin sends, or 5 for the 2 KB alerts the
+# CPU-per-alert figures are set for (no cutouts, 2,090 bytes).
+PRV_SOURCES = {"2kb": 5, "small": 30, "lsst": 30}
+# The scenarios the other SDKs' workers are timed on: the 2 KB one is for the
+# sidecar's own cost against its peers.
+SDK_SCENARIOS = ("small", "lsst")
 
 # Alerts the R contenders are timed on (the first of the scenario's): R moves a
 # few hundred to a thousand a second, so the quick suite stays under 4 minutes
@@ -197,7 +207,7 @@ class Cluster:
 
 def write_alerts(bootstrap: str, topic: str, size: str, count: int) -> int:
     """Write ``count`` alerts round-robin over the partitions; return their mean size in bytes."""
-    factory = RubinAlertFactory(cutouts=size == "lsst", prv_sources=30, seed=7)
+    factory = RubinAlertFactory(cutouts=size == "lsst", prv_sources=PRV_SOURCES[size], seed=7)
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "acks": "all",
                          "queue.buffering.max.kbytes": 1024 * 1024})
     total = 0
@@ -513,6 +523,7 @@ def table(summaries: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the small suite (make bench-quick)")
+    parser.add_argument("--2kb", dest="2kb", type=int, help="2 KB alerts per contender (overrides the suite's)")
     parser.add_argument("--small", type=int, help="small alerts per contender (overrides the suite's)")
     parser.add_argument("--lsst", type=int, help="LSST-sized alerts per contender (overrides the suite's)")
     parser.add_argument("--visit", type=int, help="alerts in the latency visit; 0 to skip")
@@ -541,9 +552,10 @@ def main(argv: list[str] | None = None) -> int:
             bootstrap = local.up()
         cluster = Cluster(bootstrap)
         try:
-            summaries = [scenario(cluster, size, sizes[size], args.quix_python, quix_missing, logs, sdks,
+            summaries = [scenario(cluster, size, sizes[size], args.quix_python, quix_missing, logs,
+                                  sdks if size in SDK_SCENARIOS else {},
                                   r_limit=R_ALERTS["quick" if args.quick else "full"])
-                         for size in ("small", "lsst") if sizes[size]]
+                         for size in ("2kb", "small", "lsst") if sizes[size]]
             visit = visit_latency(cluster, "lsst", sizes["visit"], logs) if sizes["visit"] else None
             burst = burst_memory(cluster, sizes["burst"], logs) if sizes["burst"] else None
         finally:

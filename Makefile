@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all setup demo lint tools-setup chromium-setup helm test test-unit test-integration proto kafka-up kafka-down bench bench-quick chaos chaos-quick seed-evaluation clean
+.PHONY: all setup demo demo-stage lint tools-setup chromium-setup helm test test-unit test-integration proto kafka-up kafka-down bench bench-quick chaos chaos-quick seed-evaluation clean
 
 # The Java SDK and examples (Maven), and the R SDK (R and its packages from Debian).
 include sdks/java/java.mk
@@ -32,7 +32,14 @@ setup: $(STAMP)
 proto: $(STAMP)
 	PYTHON=$(abspath $(PY)) tools/generate_proto.sh
 
-demo: $(STAMP)
+# The seed's use cases as one pipeline (examples/pipelines/lasair.yaml) on two
+# local clusters, with its dashboard: examples/lasair_demo.py. Needs the Java
+# cross-match and the R filter built.
+demo: $(STAMP) java r-setup r-install
+	$(PY) examples/lasair_demo.py
+
+# One stage: the brightness filter behind one sidecar on one local Kafka.
+demo-stage: $(STAMP)
 	$(PY) examples/demo.py
 
 # ruff, configured in pyproject.toml (generated code excluded).

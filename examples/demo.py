@@ -1,4 +1,4 @@
-"""`make demo`: one stage of an alert pipeline on a local Kafka, from start to summary.
+"""`make demo-stage`: one stage of an alert pipeline on a local Kafka, from start to summary.
 
 1. starts a local Apache Kafka (KRaft) that the project runs itself;
 2. writes realistic Rubin alerts (the real schema from lsst-alert-packet,

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import queue
-import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -25,7 +21,8 @@ from alert_worker.server import PORT_ENV, SERVICE_NAME
 from alert_worker.testing import make_alert, rubin_alert, rubin_sample
 from alertsidecar.v1 import worker_pb2, worker_pb2_grpc
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "python"
+from .example_support import EXAMPLES, free_port, serving
+
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 BIG = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
@@ -259,62 +256,7 @@ def test_a_busy_port_is_refused() -> None:
 # --- the examples, run as scripts -------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class ExampleProcess:
-    """An example script serving on a port, in a process group of its own."""
-
-    def __init__(self, script: str, *args: str) -> None:
-        self.port = free_port()
-        self.process = subprocess.Popen(
-            [sys.executable, str(EXAMPLES / script), "--port", str(self.port), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
-        self.stub = worker_pb2_grpc.AlertWorkerStub(self.channel)
-
-    def wait_serving(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        health = health_pb2_grpc.HealthStub(self.channel)
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"the example exited: {self.process.communicate()[0]}")
-            try:
-                if health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=1).status == SERVING:
-                    return
-            except grpc.RpcError:
-                time.sleep(0.1)
-        raise AssertionError("the example did not report SERVING in time")
-
-    def terminate(self) -> tuple[int, str]:
-        """SIGTERM, as Kubernetes or the sidecar would send; returns the exit code and output."""
-        self.process.send_signal(signal.SIGTERM)
-        output, _ = self.process.communicate(timeout=30)
-        return self.process.returncode, output
-
-    def kill(self) -> None:
-        self.channel.close()
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-
-@pytest.fixture
-def example_process() -> Iterator[Any]:
-    started: list[ExampleProcess] = []
-
-    def start(script: str, *args: str) -> ExampleProcess:
-        example = ExampleProcess(script, *args)
-        started.append(example)
-        example.wait_serving()
-        return example
-
-    yield start
-    for example in started:
-        example.kill()
+example_process = serving()
 
 
 def test_passthrough_example_served(example_process: Any) -> None:

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -14,19 +10,7 @@ import pytest
 from alert_worker import Output, Verdict, codecs
 from alert_worker.testing import make_alert, rubin_alert, rubin_sample, run, ztf_alert
 from tests.data import ZTF_PACKETS
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "python"
-
-
-def load_example(name: str) -> ModuleType:
-    """Import examples/python/<name>.py as a module (examples are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
+from tests.examples import load_example
 
 brightness = load_example("brightness_filter")
 passthrough = load_example("passthrough")

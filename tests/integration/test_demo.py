@@ -1,4 +1,4 @@
-"""`make demo-stage`'s script (examples/demo.py), run small against the session's Kafka: every alert where it belongs, nothing lost.
+"""`make demo-stage`'s script, examples/demo.py, run small against the session's Kafka: nothing lost.
 
 The demo checks each alert itself (bright ones in the output byte for byte,
 corrupt ones in the dead-letter buffer, the sidecar's filtered counter equal to

@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from .chromium import Chromium, chromium_binary
+
 ROOT = Path(__file__).resolve().parents[2]
 R_LIB = ROOT / ".rlib"
 CROSSMATCH_JAR = ROOT / "examples" / "java" / "crossmatch" / "target" / "crossmatch.jar"
@@ -113,3 +115,17 @@ def test_thumbnails_are_pngs_and_the_gallery_shows_them(run) -> None:
     assert page.sources, "the gallery shows no thumbnail"
     for source in page.sources:
         assert (thumbnails / source).is_file(), source
+
+
+def test_the_gallery_shows_every_picture_in_a_browser(run, tmp_path) -> None:
+    if chromium_binary() is None:
+        pytest.skip("chromium is not installed: `make chromium-setup` installs it")
+    _, run_dir = run
+    with Chromium(tmp_path / "chromium").start() as browser:
+        browser.navigate((run_dir / "thumbnails" / "index.html").as_uri())
+        browser.wait_for("Array.from(document.images).every(i => i.complete)", 30)
+        images = browser.evaluate(
+            "Array.from(document.images).map(i => [i.getAttribute('src'), i.naturalWidth, i.naturalHeight])")
+    assert len(images) >= 3
+    for source, width, height in images:
+        assert width > 0 and height > 0, f"{source} did not decode in the browser"

@@ -147,6 +147,20 @@ def test_a_worker_is_given_what_it_accepts():
     assert negotiation.treatment(RAW).plan is Plan.PASS  # a new description replaces what was decided
 
 
+def test_accepts_is_taken_in_the_workers_order_of_preference():
+    negotiation = Negotiation(routes=[], fixed_content_type=None)
+    negotiation.agree("w", _description(accepts=[JSON, AVRO_CONFLUENT], fields=["diaSource.ra"]))
+    assert negotiation.treatment(AVRO_CONFLUENT).plan is Plan.DECODE  # JSON first: decoded, though Avro is taken
+    assert negotiation.treatment(JSON).plan is Plan.PASS
+    negotiation.agree("w", _description(accepts=[AVRO_CONFLUENT, AVRO_OCF, JSON]))
+    assert negotiation.treatment(AVRO_CONFLUENT).plan is Plan.PASS  # Avro first: the bytes as they are
+    assert negotiation.treatment(AVRO_OCF).plan is Plan.PASS
+    assert negotiation.treatment(JSON).plan is Plan.PASS
+    negotiation.agree("w", _description(accepts=["Application/JSON; charset=utf-8", "*/*"]))
+    assert negotiation.treatment(AVRO_CONFLUENT).plan is Plan.DECODE
+    assert negotiation.treatment(RAW).plan is Plan.PASS  # then anything, as it is
+
+
 def test_a_worker_that_cannot_take_the_input_or_names_unbound_routes_is_refused():
     with pytest.raises(ConfigError, match="cannot make any of them from application/octet-stream"):
         Negotiation(routes=[], fixed_content_type=RAW).agree("w", _description(accepts=[JSON]))

@@ -5,7 +5,9 @@ decoded alert it needs, and which output routes it may use. The stage checks
 that once per worker, on its loop's thread, when the worker is first ready and
 again whenever it comes back; from then on each input content type has one
 ``Treatment``: the bytes as they are, the alert decoded to the contract's JSON
-form, or refused with the reason (the alert is dead-lettered with it).
+form, or refused with the reason (the alert is dead-lettered with it). The
+worker's ``accepts`` is in its order of preference: the first form the sidecar
+can make of the input is the one it is given.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import enum
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from alert_worker.codecs import media_type
 from alertsidecar.v1 import worker_pb2
 
 from alert_sidecar.exceptions import ConfigError, WorkerError
@@ -45,7 +48,7 @@ class Negotiation:
         self._routes = frozenset(routes)
         self._fixed_content_type = fixed_content_type  # the input's --in-format, None when sniffed
         self.accepts: list[str] = []
-        self.accepts_all = True
+        self.accepts_all = True  # no content type is refused (each may still be decoded first)
         self.fields: tuple[str, ...] | None = None  # projection of the JSON form, None for all fields
         self._treatments: dict[str, Treatment] = {}
 
@@ -74,13 +77,18 @@ class Negotiation:
     def treatment(self, content_type: str) -> Treatment:
         found = self._treatments.get(content_type)
         if found is None:
-            if self.accepts_all or accepted(content_type, self.accepts):
-                found = _PASS
-            elif JSON in self.accepts and content_type in _DECODABLE:
-                found = _DECODE
-            else:
-                found = Treatment(Plan.REFUSE, (
-                    f"the worker accepts {', '.join(self.accepts)}; the sidecar cannot make any of them from "
-                    f"{content_type} (set the input buffer's format if it was guessed wrongly)"))
-            self._treatments[content_type] = found
+            found = self._treatments[content_type] = self._choose(content_type)
         return found
+
+    def _choose(self, content_type: str) -> Treatment:
+        """The first form in the worker's order of preference that the sidecar can make of ``content_type``."""
+        if not self.accepts:
+            return _PASS
+        for wanted in self.accepts:
+            if accepted(content_type, [wanted]):
+                return _PASS
+            if media_type(wanted) == JSON and content_type in _DECODABLE:
+                return _DECODE
+        return Treatment(Plan.REFUSE, (
+            f"the worker accepts {', '.join(self.accepts)}; the sidecar cannot make any of them from "
+            f"{content_type} (set the input buffer's format if it was guessed wrongly)"))

@@ -354,11 +354,7 @@ def run(args: argparse.Namespace) -> dict:
     dashboard = None
     report: dict[str, Any] = {"run_dir": str(run_dir), "pipeline": str(file)}
     try:
-        dashboard = subprocess.Popen([str(ALERT_PIPELINE), "dashboard", str(file), "--state-dir", str(state_dir),
-                                      "--port", str(args.dashboard_port)],
-                                     stdout=open(run_dir / "dashboard.log", "wb"), stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        address = wait_for_dashboard(run_dir / "dashboard.log", dashboard)
+        dashboard, address = start_dashboard(file, state_dir, run_dir, args.dashboard_port)
         report["dashboard"] = address
         say(f"dashboard: {address}")
         say(f"thumbnails gallery: {thumbnails / 'index.html'}")
@@ -390,16 +386,30 @@ def run(args: argparse.Namespace) -> dict:
     return report
 
 
-def wait_for_dashboard(log: Path, process: subprocess.Popen) -> str:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        for word in log.read_text(errors="replace").split():
-            if word.startswith("http://"):
-                return word.rstrip(".,")
-        if process.poll() is not None:
-            raise RuntimeError(f"the dashboard stopped: {log.read_text(errors='replace')[-500:]}")
-        time.sleep(0.2)
-    raise RuntimeError("the dashboard printed no address within 60 s")
+def start_dashboard(file: Path, state_dir: Path, run_dir: Path, port: int) -> tuple[subprocess.Popen, str]:
+    """`alert-pipeline dashboard` in the background, and its address; on any free port if ``port`` is taken."""
+    log = run_dir / "dashboard.log"
+    for attempt in (port, 0):
+        with open(log, "wb") as out:
+            process = subprocess.Popen([str(ALERT_PIPELINE), "dashboard", str(file), "--state-dir", str(state_dir),
+                                        "--port", str(attempt)], stdout=out, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            text = log.read_text(errors="replace")
+            for word in text.split():
+                if word.startswith("http://"):
+                    return process, word.rstrip(".,")
+            if process.poll() is not None:
+                if "Address already in use" in text and attempt:
+                    say(f"port {attempt} is taken: the dashboard listens on a free one")
+                    break
+                raise RuntimeError(f"the dashboard stopped: {text.strip()[-500:]}")
+            time.sleep(0.2)
+        else:
+            process.kill()
+            raise RuntimeError("the dashboard printed no address within 60 s")
+    raise RuntimeError("the dashboard could not listen")
 
 
 def write_visits(writer: Writer, args, watchlists: Path, file: Path, state_dir: Path, report: dict) -> dict:
@@ -573,7 +583,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="leave the pipeline and dashboard running (`alert-pipeline down FILE` stops them)")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    report = run(args)
+    try:
+        report = run(args)
+    except KeyboardInterrupt:
+        say("interrupted: the pipeline is stopped")
+        return 130
+    except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
+        say(f"failed: {exc}")
+        return 1
     latency = report["trigger_latency_s"]
     lag = report["thumbnails_max_lag"]
     say(f"{report['alerts_written']} alerts through the pipeline in {time.monotonic() - started:.0f} s; "

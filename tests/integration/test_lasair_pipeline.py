@@ -121,7 +121,7 @@ def test_the_gallery_shows_every_picture_in_a_browser(run, tmp_path) -> None:
     if chromium_binary() is None:
         pytest.skip("chromium is not installed: `make chromium-setup` installs it")
     _, run_dir = run
-    with Chromium(tmp_path / "chromium").start() as browser:
+    with Chromium(tmp_path / "chromium") as browser:
         browser.navigate((run_dir / "thumbnails" / "index.html").as_uri())
         browser.wait_for("Array.from(document.images).every(i => i.complete)", 30)
         images = browser.evaluate(

@@ -355,7 +355,7 @@ def run(args: argparse.Namespace) -> dict:
     report: dict[str, Any] = {"run_dir": str(run_dir), "pipeline": str(file)}
     try:
         dashboard, address = start_dashboard(file, state_dir, run_dir, args.dashboard_port)
-        report["dashboard"] = address
+        report["dashboard"], report["dashboard_pid"] = address, dashboard.pid
         say(f"dashboard: {address}")
         say(f"thumbnails gallery: {thumbnails / 'index.html'}")
         bootstraps = read_state(state_dir)["clusters"]
@@ -605,6 +605,13 @@ def main(argv: list[str] | None = None) -> int:
         if 0 in worst and later:
             say(f"slowest request of the first visit {worst[0] * 1000:.0f} ms (each stage's first batch), "
                 f"of the other {len(later)} visits {max(later) * 1000:.0f} ms")
+    if not args.keep:
+        say("the pipeline and its dashboard are stopped; the thumbnails and report.json stay in "
+            f"{report['run_dir']} (run with --keep to leave the pipeline and dashboard running)")
+    else:
+        say(f"still running: the dashboard at {report.get('dashboard')} (process {report.get('dashboard_pid')}) and "
+            f"the pipeline; stop them with `kill {report.get('dashboard_pid')}` and "
+            f"`alert-pipeline down {report['pipeline']} --state-dir {report['run_dir']}/state`")
     for problem in report["problems"]:
         say(f"MISMATCH: {problem}")
     for name, s in report["stages"].items():

@@ -57,6 +57,9 @@ from typing import Any
 import yaml
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from alert_sidecar.commands.bench import percentile
+from alert_sidecar.pipeline.cli import pipeline_status
+from alert_sidecar.pipeline.load import load
 from alert_sidecar.pipeline.supervisor import read_state
 from alert_sidecar.simulate.rubin import RubinAlertFactory
 
@@ -131,13 +134,26 @@ def pipeline_cli(*args: str, check: bool = True, timeout: float = 600) -> subpro
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def status(file: Path, state_dir: Path) -> dict:
-    done = pipeline_cli("status", str(file), "--state-dir", str(state_dir), "--json", "--interval", "0.2",
-                        check=False, timeout=60)
-    try:
-        return json.loads(done.stdout)
-    except ValueError:
-        return {"stages": {}, "errors": [done.stdout.strip()[-500:] or f"status exited with {done.returncode}"]}
+class Status:
+    """Snapshots of the running pipeline, read here as `alert-pipeline status` reads them (pipeline/status.py).
+
+    In this process, with its admin clients kept from one snapshot to the next,
+    rather than a command started for each: that would take a core from the
+    pipeline it measures. Rates are over the time since the previous snapshot.
+    """
+
+    def __init__(self, file: Path, state_dir: Path) -> None:
+        self.pipeline, _ = load(file)
+        self.state_dir = state_dir
+        self.admins: dict = {}
+        self.previous: dict | None = None
+
+    def __call__(self) -> dict:
+        self.previous = pipeline_status(self.pipeline, self.state_dir, previous=self.previous, admins=self.admins)
+        return self.previous
+
+    def close(self) -> None:
+        self.admins.clear()  # their connections would outlive the clusters and complain
 
 
 # -- the alerts -------------------------------------------------------------------
@@ -301,7 +317,7 @@ def header(message, name: str) -> str | None:
     return values[-1].decode() if values else None
 
 
-def account(stage: dict, inputs: list, outputs: list, dead: list, filtered: int | None, input_topic: str) -> dict:
+def account(inputs: list, outputs: list, dead: list, filtered: int | None, input_topic: str) -> dict:
     """A stage's summary from its buffers: in, out, filtered, dead-lettered, lost."""
     keys = {f"{input_topic}/{m.partition()}/{m.offset()}" for m in inputs}
     out = {header(m, "x-alert-source") for m in outputs} & keys
@@ -321,13 +337,6 @@ def json_values(messages: list) -> list[dict]:
         except (TypeError, ValueError):
             values.append({})
     return values
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 # -- the run ---------------------------------------------------------------------
@@ -352,6 +361,7 @@ def run(args: argparse.Namespace) -> dict:
     if up.returncode != 0:
         raise RuntimeError(f"alert-pipeline up failed (exit {up.returncode}); logs in {state_dir}")
     dashboard = None
+    status = Status(file, state_dir)
     report: dict[str, Any] = {"run_dir": str(run_dir), "pipeline": str(file)}
     try:
         dashboard, address = start_dashboard(file, state_dir, run_dir, args.dashboard_port)
@@ -364,18 +374,19 @@ def run(args: argparse.Namespace) -> dict:
         plan = Plan()
         writer = Writer(bootstraps["rubin"], topic_of["rubin-alerts"], args.visit_size, plan)
         say(f"writing {args.visits} visits of {args.visit_size} Rubin alerts, one every {args.interval} s")
-        lag_seen = write_visits(writer, args, watchlists, file, state_dir, report)
+        lag_seen = write_visits(writer, args, watchlists, status, report)
         writer.close()
         if writer.errors:
             raise RuntimeError(f"alerts not written upstream: {writer.errors[:3]}")
         say(f"wrote {len(plan.written) + plan.corrupt} alerts ({plan.bytes_written / 1e6:.0f} MB): "
             f"{len(plan.watch)} on watch-list targets, {len(plan.watch_misses)} just outside them, "
             f"{len(plan.matches)} brightening on catalogue sources, {plan.corrupt} corrupt")
-        snapshot = wait_drained(file, state_dir, timeout=args.timeout)
+        snapshot = wait_drained(status, timeout=args.timeout)
         report["drained_s"] = round(time.monotonic() - started, 1)
         report.update(check(plan, spec, bootstraps, topic_of, snapshot, thumbnails))
         report["thumbnails_max_lag"] = lag_seen
     finally:
+        status.close()
         if dashboard is not None and not args.keep:
             os.killpg(dashboard.pid, signal.SIGTERM)
             dashboard.wait(30)
@@ -412,7 +423,7 @@ def start_dashboard(file: Path, state_dir: Path, run_dir: Path, port: int) -> tu
     raise RuntimeError("the dashboard could not listen")
 
 
-def write_visits(writer: Writer, args, watchlists: Path, file: Path, state_dir: Path, report: dict) -> dict:
+def write_visits(writer: Writer, args, watchlists: Path, status: Status, report: dict) -> dict:
     """Write the visits at their pace; add a watch-list target half-way. Returns the thumbnails' largest lag."""
     added = offset(float(writer.catalog[0]["ra"]), float(writer.catalog[0]["dec"]), 600.0, 0.0)
     half = args.visits // 2
@@ -440,7 +451,7 @@ def write_visits(writer: Writer, args, watchlists: Path, file: Path, state_dir: 
             report["watchlist_added_at"] = time.time()
             say(f"added {target.name} to the watch lists (the trigger picks it up without a restart)")
             time.sleep(1.5)
-        snapshot = status(file, state_dir)
+        snapshot = status()
         thumbs = snapshot["stages"].get("thumbnails", {})
         if (thumbs.get("lag") or 0) > lag["alerts"]:
             lag = {"alerts": thumbs.get("lag"), "seconds": thumbs.get("lag_s")}
@@ -451,12 +462,12 @@ def write_visits(writer: Writer, args, watchlists: Path, file: Path, state_dir: 
     return lag
 
 
-def wait_drained(file: Path, state_dir: Path, timeout: float) -> dict:
+def wait_drained(status: Status, timeout: float) -> dict:
     """Wait until every stage has committed all of its input; return the status then."""
     deadline = time.monotonic() + timeout
     last_print = 0.0
     while True:
-        snapshot = status(file, state_dir)
+        snapshot = status()
         stages = snapshot["stages"]
         behind = {name: s.get("lag") for name, s in stages.items() if s.get("lag") != 0}
         if stages and not behind:
@@ -486,10 +497,15 @@ def check(plan: Plan, spec: dict, bootstraps: dict, topic_of: dict, snapshot: di
 
     summaries = {}
     for name, stage in spec["stages"].items():
-        summaries[name] = account(stage, of(stage["input"]), of(stage.get("output")), of(stage.get("dead_letter")),
+        summaries[name] = account(of(stage["input"]), of(stage.get("output")), of(stage.get("dead_letter")),
                                   snapshot["stages"][name].get("filtered"), topic_of[stage["input"]])
     problems: list[str] = []
-    followups = {v.get("diaSourceId"): v for v in json_values(of("followup"))}
+    followups, by_alert = {}, {}  # diaSourceId -> the request, and its seconds from the write upstream
+    for message, value in zip(of("followup"), json_values(of("followup"))):
+        alert_id = value.get("diaSourceId")
+        followups[alert_id] = value
+        if alert_id in plan.written:
+            by_alert[alert_id] = message.timestamp()[1] / 1000.0 - plan.written[alert_id]
     annotated = {v.get("diaSourceId"): v for v in json_values(of("annotated"))}
     missed = sorted(set(plan.watch) - set(followups))
     if missed:
@@ -528,8 +544,8 @@ def check(plan: Plan, spec: dict, bootstraps: dict, topic_of: dict, snapshot: di
         problems.append(f"{len(pngs)} thumbnails for {len(plan.written)} alerts (3 each expected)")
     if not (thumbnails / "index.html").is_file():
         problems.append("no gallery (index.html) in the thumbnails folder")
-    by_alert = trigger_latencies(of("followup"), plan)
     latencies = list(by_alert.values())
+    ordered = sorted(latencies)
     by_visit: dict[int, float] = {}
     for alert_id, seconds in by_alert.items():
         visit = plan.visit_of.get(alert_id, -1)
@@ -549,24 +565,11 @@ def check(plan: Plan, spec: dict, bootstraps: dict, topic_of: dict, snapshot: di
                                         for i, v in annotated.items()}},
             "followups": len(followups), "annotated": len(annotated), "thumbnails": len(pngs),
             "alerts_written": len(plan.written) + plan.corrupt, "bytes_written": plan.bytes_written,
-            "trigger_latency_s": {"count": len(latencies), "p50": percentile(latencies, 0.5),
-                                  "p99": percentile(latencies, 0.99), "max": max(latencies, default=None),
+            "trigger_latency_s": {"count": len(latencies), "p50": percentile(ordered, 50),
+                                  "p99": percentile(ordered, 99), "max": max(latencies, default=None),
                                   "mean": statistics.fmean(latencies) if latencies else None,
-                                  "all": sorted(round(x, 3) for x in latencies),
+                                  "all": [round(x, 3) for x in ordered],
                                   "worst_by_visit": dict(sorted(by_visit.items()))}}
-
-
-def trigger_latencies(messages: list, plan: Plan) -> dict[int, float]:
-    """Seconds from each alert's write upstream to its follow-up request's write, by the records' timestamps."""
-    out = {}
-    for message in messages:
-        try:
-            alert_id = json.loads(message.value()).get("diaSourceId")
-        except (TypeError, ValueError):
-            continue
-        if alert_id in plan.written:
-            out[alert_id] = message.timestamp()[1] / 1000.0 - plan.written[alert_id]
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:

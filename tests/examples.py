@@ -16,7 +16,12 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "python"
 
 def load_example(name: str) -> ModuleType:
     """Import examples/python/<name>.py as a module (examples are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    return load_script(EXAMPLES / f"{name}.py", f"example_{name}")
+
+
+def load_script(path: Path, name: str) -> ModuleType:
+    """Import the script at ``path`` as the module ``name`` (registered, so that its dataclasses find it)."""
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module

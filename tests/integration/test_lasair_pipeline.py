@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import argparse
 import html.parser
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
+
+from tests.examples import load_script
 
 from .chromium import Chromium, chromium_binary
 
@@ -35,11 +35,7 @@ pytestmark = [
 
 
 def load_demo():
-    spec = importlib.util.spec_from_file_location("lasair_demo", ROOT / "examples" / "lasair_demo.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "examples" / "lasair_demo.py", "lasair_demo")
 
 
 class Images(html.parser.HTMLParser):

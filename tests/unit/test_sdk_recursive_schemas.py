@@ -73,18 +73,18 @@ def test_a_schema_nested_as_deep_as_json_reads_is_answered() -> None:
 def test_rubin_schemas_keep_the_compiled_reader() -> None:
     resolver = codecs.rubin_resolver()
     for schema_id in sorted(resolver.known_ids()):
-        assert avro._schemaless_reader(resolver.schema(schema_id)) is fastavro.schemaless_reader, schema_id
+        assert avro._schemaless_reader(resolver.schema(schema_id)) == (fastavro.schemaless_reader, False), schema_id
 
 
 def test_a_recursive_schema_gets_the_pure_python_reader_and_is_kept() -> None:
     schema = codecs.MappingSchemaResolver({7: NODE}).schema(7)
-    assert avro._schemaless_reader(schema) is fastavro._read_py.schemaless_reader
-    assert avro._recursive_parsed[id(schema)] == (schema, True)
+    assert avro._schemaless_reader(schema)[0] is fastavro._read_py.schemaless_reader
+    assert avro._recursive_parsed[id(schema)][:2] == (schema, True)
 
 
 @pytest.mark.parametrize("path", ZTF_PACKETS, ids=lambda p: Path(p).name)
 def test_ztf_files_keep_the_compiled_reader(path: str) -> None:
     data = Path(path).read_bytes()
     header = fastavro.reader(io.BytesIO(data))
-    assert avro._is_recursive_text(header.metadata["avro.schema"], header.writer_schema) is False
+    assert avro._text_traits(header.metadata["avro.schema"], header.writer_schema) == (False, None)
     assert codecs.decode_ocf(data)["candid"] == next(fastavro.reader(io.BytesIO(data)))["candid"]

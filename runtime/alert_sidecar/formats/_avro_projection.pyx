@@ -19,6 +19,11 @@ from libc.stdint cimport int64_t, uint64_t, uint32_t
 from libc.string cimport memcpy
 
 
+# The items of a type that takes no bytes (null, fixed of size 0) one body may
+# hold beyond one item per byte: see Reader.block.
+ZERO_SIZE_ITEMS = 65536
+
+
 class AvroBodyError(ValueError):
     """The bytes are not a value of the schema (truncated, a bad length, union branch or enum symbol)."""
 
@@ -27,6 +32,7 @@ cdef class Reader:
     cdef const unsigned char* data
     cdef Py_ssize_t pos
     cdef Py_ssize_t end
+    cdef int64_t items_left  # the items of arrays and maps this body may still hold (see block)
     cdef bytes keep  # the buffer's owner
 
     cdef inline int need(self, Py_ssize_t n) except -1:
@@ -66,14 +72,24 @@ cdef class Reader:
         return <Py_ssize_t>n
 
     cdef inline int64_t block(self) except? -1:
-        """The count of the next block of an array or map (a negative count is followed by the block's size)."""
+        """The count of the next block of an array or map (a negative count is followed by the block's size).
+
+        Every item takes a byte at least, but for the items of a type that takes
+        none (null, a fixed of size 0, a record of those): a few bytes can claim
+        billions of those, which would take the memory and the time of the
+        process. So the items of all the blocks of one body count against a
+        budget of the body's length plus ZERO_SIZE_ITEMS; a count beyond it
+        is refused.
+        """
         cdef int64_t n = self.varint()
         if n < 0:
             self.varint()  # the block's size in bytes
             n = -n
-        if n > self.end - self.pos:  # every item takes a byte at least (null items excepted: bounded below)
-            if n > (self.end - self.pos + 1) * 1024:
-                raise AvroBodyError(f"a block of {n} items in {self.end - self.pos} bytes at byte {self.pos}")
+        if n < 0 or n > self.items_left:  # -n of the most negative count is itself
+            raise AvroBodyError(f"a block of {n} items at byte {self.pos}: more than the {self.end} bytes "
+                                f"of the value can hold (one item a byte and {ZERO_SIZE_ITEMS} of a type "
+                                f"that takes no bytes), the bytes are damaged")
+        self.items_left -= n
         return n
 
 
@@ -356,6 +372,7 @@ def read_body(Node node, bytes data, Py_ssize_t start):
     if start < 0 or start > r.end:
         raise AvroBodyError(f"no body at byte {start} of {r.end}")
     r.pos = start
+    r.items_left = (r.end - start) + ZERO_SIZE_ITEMS
     value = node.read(r)
     return value, r.pos
 

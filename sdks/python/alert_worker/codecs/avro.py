@@ -32,6 +32,7 @@ import fastavro
 import fastavro._read_py
 
 from ..exceptions import AlertDecodeError
+from .empty_items import check_items, holds_empty_items
 from .schema_names import is_recursive
 
 if TYPE_CHECKING:
@@ -100,8 +101,11 @@ def decode_confluent(data: bytes, resolver: SchemaResolver | None = None) -> Any
         resolver = rubin_resolver()
     schema = resolver.schema(schema_id)
     body = io.BytesIO(memoryview(data)[CONFLUENT_HEADER_SIZE:])
+    read, empty_items = _schemaless_reader(schema)
+    if empty_items:
+        check_items(memoryview(data)[CONFLUENT_HEADER_SIZE:], schema)
     try:
-        record = _schemaless_reader(schema)(body, schema, None)
+        record = read(body, schema, None)
     except RecursionError:
         raise AlertDecodeError(_too_deep(f"the Avro body of schema id {schema_id}")) from None
     except Exception as exc:  # fastavro raises EOFError, ValueError, IndexError, UnicodeDecodeError, ...
@@ -143,10 +147,14 @@ def decode_ocf(data: bytes) -> Any:
     records = None
     try:
         header = fastavro.reader(io.BytesIO(data))  # reads the header and its schema, not yet a record
-        recursive = _is_recursive_text(header.metadata.get("avro.schema", ""), header.writer_schema)
+        recursive, empty_items = _text_traits(header.metadata.get("avro.schema", ""), header.writer_schema)
+        if empty_items is not None:
+            _check_container(data, empty_items)
         records = fastavro._read_py.reader(io.BytesIO(data)) if recursive else header
         first = next(records, _NONE)
         extra = sum(1 for _ in records) if first is not _NONE else 0
+    except AlertDecodeError:
+        raise
     except RecursionError:
         if records is None:  # json.loads of the header's schema recurses per level
             raise AlertDecodeError("the schema in the header of the Avro container file is JSON nested deeper "
@@ -156,12 +164,31 @@ def decode_ocf(data: bytes) -> Any:
     except Exception as exc:  # fastavro raises ValueError, EOFError, SchemaParseException, ...
         raise AlertDecodeError(
             f"the value is not a readable Avro container file: {type(exc).__name__}: {exc}") from exc
-    if first is _NONE:
-        raise AlertDecodeError("the Avro container file holds no record; one alert per message is expected")
-    if extra:
-        raise AlertDecodeError(f"the Avro container file holds {1 + extra} records; one alert per message is "
-                               f"expected (ZTF's form): send each alert as a message of its own")
+    _one_record(0 if first is _NONE else 1 + extra)
     return first
+
+
+def _one_record(count: int) -> None:
+    if count == 0:
+        raise AlertDecodeError("the Avro container file holds no record; one alert per message is expected")
+    if count > 1:
+        raise AlertDecodeError(f"the Avro container file holds {count} records; one alert per message is "
+                               f"expected (ZTF's form): send each alert as a message of its own")
+
+
+def _check_container(data: bytes, parsed: Any) -> None:
+    """For a schema that can hold items of no bytes: count the file's records by its blocks, check the one.
+
+    Counting by reading records would follow a block that claims billions of
+    a record type that takes no bytes (see ``empty_items``).
+    """
+    count, holder = 0, None
+    for block in fastavro.block_reader(io.BytesIO(data)):
+        count += block.num_records
+        if block.num_records and holder is None:
+            holder = block
+    _one_record(count)
+    check_items(holder.bytes_.getvalue(), parsed)
 
 
 _NONE = object()
@@ -183,26 +210,35 @@ def _too_deep(what: str) -> str:
 # for every call.
 _MAX_KEPT = 64
 _recursive_parsed: dict[int, tuple[Any, bool]] = {}
-_recursive_texts: dict[str, bool] = {}
+_recursive_texts: dict[str, tuple[bool, Any]] = {}
 _kept_lock = threading.Lock()
 
 
-def _schemaless_reader(schema: Any) -> Callable[..., Any]:
-    """fastavro's compiled schemaless_reader, or its pure-Python one for a recursive schema."""
+def _schemaless_reader(schema: Any) -> tuple[Callable[..., Any], bool]:
+    """fastavro's compiled schemaless_reader, or its pure-Python one for a recursive schema.
+
+    And whether a body of the schema is to be checked first for more items
+    than it can hold (``empty_items``).
+    """
     kept = _recursive_parsed.get(id(schema))
     if kept is None or kept[0] is not schema:
-        kept = (schema, is_recursive(schema))
+        kept = (schema, is_recursive(schema), holds_empty_items(schema))
         _keep(_recursive_parsed, id(schema), kept)
-    return fastavro._read_py.schemaless_reader if kept[1] else fastavro.schemaless_reader
+    return (fastavro._read_py.schemaless_reader if kept[1] else fastavro.schemaless_reader), kept[2]
 
 
-def _is_recursive_text(text: str, parsed: Any) -> bool:
-    """Whether the schema of a container file's header (its text, and as fastavro parsed it) is recursive."""
-    recursive = _recursive_texts.get(text)
-    if recursive is None:
-        recursive = is_recursive(parsed)
-        _keep(_recursive_texts, text, recursive)
-    return recursive
+def _text_traits(text: str, schema: Any) -> tuple[bool, Any]:
+    """For the schema of a container file's header (its text, and as its header reads):
+
+    whether it is recursive, and if it can hold items of no bytes
+    (``empty_items``), the schema parsed for checking them (else None).
+    """
+    traits = _recursive_texts.get(text)
+    if traits is None:
+        parsed = fastavro.parse_schema(schema)
+        traits = (is_recursive(parsed), parsed if holds_empty_items(parsed) else None)
+        _keep(_recursive_texts, text, traits)
+    return traits
 
 
 def _keep(kept: dict[Any, Any], key: Any, value: Any) -> None:

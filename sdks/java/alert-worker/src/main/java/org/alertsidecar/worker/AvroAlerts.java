@@ -256,10 +256,14 @@ public final class AvroAlerts {
     private static GenericRecord decodeBody(byte[] value, int start, Schema writer, Schema reader) {
         Schema read = writer == reader ? writer : prefix(writer, reader);
         GenericDatumReader<GenericRecord> datumReader = new GenericDatumReader<>(read, reader);
+        if (EmptyItems.holdsEmptyItems(writer)) {
+            EmptyItems.check(value, start, value.length, writer);
+        }
         BinaryDecoder decoder = DecoderFactory.get().binaryDecoder(value, start, value.length - start, null);
         try {
             return datumReader.read(null, decoder);
-        } catch (IOException | AvroRuntimeException | IndexOutOfBoundsException | NegativeArraySizeException exc) {
+        } catch (IOException | AvroRuntimeException | IndexOutOfBoundsException | NegativeArraySizeException
+                 | UnsupportedOperationException exc) {  // Avro's "cannot read collections larger than"
             throw new AlertDecodeException("the Avro body does not decode with the writer schema "
                     + writer.getFullName() + ": " + exc, exc);
         }
@@ -278,8 +282,19 @@ public final class AvroAlerts {
             if (!stream.hasNext()) {
                 throw new AlertDecodeException("the Avro container file holds no record");
             }
+            Schema schema = stream.getSchema();
+            if (EmptyItems.holdsEmptyItems(schema)) {
+                // The first block's bytes, walked before its first record is read (see EmptyItems).
+                ByteBuffer block = stream.nextBlock();
+                int start = block.arrayOffset() + block.position();
+                EmptyItems.check(block.array(), start, start + block.remaining(), schema);
+                BinaryDecoder decoder = DecoderFactory.get().binaryDecoder(block.array(), start, block.remaining(),
+                        null);
+                return new GenericDatumReader<GenericRecord>(schema).read(null, decoder);
+            }
             return stream.next();
-        } catch (IOException | AvroRuntimeException exc) {
+        } catch (IOException | AvroRuntimeException | IndexOutOfBoundsException | NegativeArraySizeException
+                 | UnsupportedOperationException exc) {
             throw new AlertDecodeException("the value is not an Avro container file: " + exc.getMessage(), exc);
         }
     }

@@ -135,7 +135,7 @@ class _Walk:
         if n > self.left:
             raise AlertDecodeError(
                 f"the Avro body claims a block of {n} items at byte {self.pos}, more than a body of "
-                f"{self.end} bytes can hold (one an item per byte and {ZERO_SIZE_ITEMS} of a type "
+                f"{self.end} bytes can hold (one item a byte and {ZERO_SIZE_ITEMS} of a type "
                 f"that takes no bytes): the bytes are damaged")
         self.left -= n
         return n

@@ -266,6 +266,8 @@ public final class AvroAlerts {
                  | UnsupportedOperationException exc) {  // Avro's "cannot read collections larger than"
             throw new AlertDecodeException("the Avro body does not decode with the writer schema "
                     + writer.getFullName() + ": " + exc, exc);
+        } catch (OutOfMemoryError exc) {
+            throw tooLarge(exc);
         }
     }
 
@@ -296,7 +298,19 @@ public final class AvroAlerts {
         } catch (IOException | AvroRuntimeException | IndexOutOfBoundsException | NegativeArraySizeException
                  | UnsupportedOperationException exc) {
             throw new AlertDecodeException("the value is not an Avro container file: " + exc.getMessage(), exc);
+        } catch (OutOfMemoryError exc) {
+            throw tooLarge(exc);
         }
+    }
+
+    /**
+     * Avro's reader sets aside room for the items an array's block claims before it reads them, so a
+     * damaged count (2*10^9 longs in a few bytes) asks for more heap than there is, and fails at that
+     * one allocation, before anything is built: the alert is refused, and the worker goes on.
+     */
+    private static AlertDecodeException tooLarge(OutOfMemoryError exc) {
+        return new AlertDecodeException("the Avro body claims an array or map larger than the worker's heap can "
+                + "hold (" + exc.getMessage() + "): its bytes are damaged, or the heap (-Xmx) too small for it", exc);
     }
 
     /**

@@ -4,6 +4,7 @@ import java.util.Collections;
 import java.util.IdentityHashMap;
 import java.util.Map;
 import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import org.apache.avro.Schema;
 
 /**
@@ -25,7 +26,8 @@ final class EmptyItems {
     /** The items of a type that takes no bytes one body may hold beyond one item a byte. */
     static final long ZERO_SIZE_ITEMS = 65536;
 
-    private static final Map<Schema, Boolean> HOLDS = Collections.synchronizedMap(new IdentityHashMap<>());
+    // By Avro's equality (a schema's hash is kept in it): the answer depends only on the schema's structure.
+    private static final Map<Schema, Boolean> HOLDS = new ConcurrentHashMap<>();
 
     private EmptyItems() {
     }
@@ -42,14 +44,15 @@ final class EmptyItems {
     /**
      * Whether a schema has an array of items that take no bytes, or is itself such a type (a
      * container file's blocks count its records). A map's entries each write a key, so only arrays
-     * are asked. Kept per schema object.
+     * are asked. Kept per schema.
      */
     static boolean holdsEmptyItems(Schema schema) {
         Boolean kept = HOLDS.get(schema);
         if (kept == null) {
-            kept = takesNoBytes(schema, newSeen()) || hasEmptyArray(schema, newSeen());
+            Map<Schema, Boolean> empty = new IdentityHashMap<>();
+            kept = takesNoBytes(schema, empty) || hasEmptyArray(schema, empty, newSeen());
             if (HOLDS.size() > 256) {
-                HOLDS.clear();  // a few schemas a stream: this only bounds a caller parsing anew each time
+                HOLDS.clear();  // a few schemas a stream: this only bounds a caller of ever new schemas
             }
             HOLDS.put(schema, kept);
         }
@@ -60,36 +63,48 @@ final class EmptyItems {
         return Collections.newSetFromMap(new IdentityHashMap<>());
     }
 
-    private static boolean takesNoBytes(Schema schema, Set<Schema> seen) {
+    /**
+     * Whether every value of a type is written in no bytes. {@code known} holds the answer for each
+     * record once found, so that a record named in several fields is asked once, and false for a
+     * record still being asked: one that contains itself through its fields has no finite value.
+     */
+    private static boolean takesNoBytes(Schema schema, Map<Schema, Boolean> known) {
         switch (schema.getType()) {
             case NULL:
                 return true;
             case FIXED:
                 return schema.getFixedSize() == 0;
-            case RECORD:
-                if (!seen.add(schema)) {
-                    return false;  // a record that contains itself directly has no finite value
+            case RECORD: {
+                Boolean answer = known.get(schema);
+                if (answer != null) {
+                    return answer;
                 }
+                known.put(schema, false);
+                boolean empty = true;
                 for (Schema.Field field : schema.getFields()) {
-                    if (!takesNoBytes(field.schema(), seen)) {
-                        return false;
+                    if (!takesNoBytes(field.schema(), known)) {
+                        empty = false;
+                        break;
                     }
                 }
-                return true;
+                known.put(schema, empty);
+                return empty;
+            }
             default:
                 return false;  // a union writes its branch, an enum its index, an array its counts
         }
     }
 
-    private static boolean hasEmptyArray(Schema schema, Set<Schema> seen) {
+    private static boolean hasEmptyArray(Schema schema, Map<Schema, Boolean> empty, Set<Schema> seen) {
         switch (schema.getType()) {
             case ARRAY:
-                return takesNoBytes(schema.getElementType(), newSeen()) || hasEmptyArray(schema.getElementType(), seen);
+                return takesNoBytes(schema.getElementType(), empty)
+                        || hasEmptyArray(schema.getElementType(), empty, seen);
             case MAP:
-                return hasEmptyArray(schema.getValueType(), seen);
+                return hasEmptyArray(schema.getValueType(), empty, seen);
             case UNION:
                 for (Schema branch : schema.getTypes()) {
-                    if (hasEmptyArray(branch, seen)) {
+                    if (hasEmptyArray(branch, empty, seen)) {
                         return true;
                     }
                 }
@@ -99,7 +114,7 @@ final class EmptyItems {
                     return false;
                 }
                 for (Schema.Field field : schema.getFields()) {
-                    if (hasEmptyArray(field.schema(), seen)) {
+                    if (hasEmptyArray(field.schema(), empty, seen)) {
                         return true;
                     }
                 }
@@ -130,6 +145,7 @@ final class EmptyItems {
 
     private static final class Walk {
         private final byte[] data;
+        private final int start;
         private final int end;
         private final int length;
         private int pos;
@@ -137,6 +153,7 @@ final class EmptyItems {
 
         Walk(byte[] data, int start, int end) {
             this.data = data;
+            this.start = start;
             this.pos = start;
             this.end = end;
             this.length = end - start;
@@ -172,9 +189,9 @@ final class EmptyItems {
                 n = -n;
                 varint();  // the block's size in bytes
             }
-            if (n < 0 || n > left) {
-                throw new AlertDecodeException("the Avro body claims a block of " + n + " items at byte " + pos
-                        + ", more than a body of " + length + " bytes can hold (one item a byte and "
+            if (n < 0 || n > left) {  // n < 0: the count was the smallest long, its absolute value 2^63
+                throw new AlertDecodeException("the Avro body claims a block of " + Long.toUnsignedString(n)
+                        + " items at byte " + (pos - start) + ", more than a body of " + length + " bytes can hold (one item a byte and "
                         + ZERO_SIZE_ITEMS + " of a type that takes no bytes): the bytes are damaged");
             }
             left -= n;

@@ -7,7 +7,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.List;
+import java.util.stream.Stream;
 import org.apache.avro.Schema;
 import org.apache.avro.file.CodecFactory;
 import org.apache.avro.file.DataFileWriter;
@@ -31,7 +34,13 @@ class EmptyItemsTest {
     static final Schema MARKS = parse("{\"type\":\"record\",\"name\":\"R\",\"namespace\":\"test\",\"fields\":["
             + "{\"name\":\"id\",\"type\":\"long\"},{\"name\":\"marks\",\"type\":{\"type\":\"array\",\"items\":"
             + "{\"type\":\"record\",\"name\":\"Mark\",\"fields\":[{\"name\":\"x\",\"type\":\"null\"}]}}}]}");
-    static final List<Schema> SCHEMAS = List.of(NULLS, FIXED, MARKS);
+    /** A record naming the same record of one null twice: it takes no bytes either. */
+    static final Schema PAIRS = parse("{\"type\":\"record\",\"name\":\"R\",\"namespace\":\"test\",\"fields\":["
+            + "{\"name\":\"id\",\"type\":\"long\"},{\"name\":\"pairs\",\"type\":{\"type\":\"array\",\"items\":"
+            + "{\"type\":\"record\",\"name\":\"Pair\",\"fields\":[{\"name\":\"a\",\"type\":"
+            + "{\"type\":\"record\",\"name\":\"Mark\",\"fields\":[{\"name\":\"x\",\"type\":\"null\"}]}},"
+            + "{\"name\":\"b\",\"type\":\"Mark\"}]}}}]}");
+    static final List<Schema> SCHEMAS = List.of(NULLS, FIXED, MARKS, PAIRS);
 
     static Schema parse(String text) {
         return new Schema.Parser().parse(text);
@@ -70,11 +79,35 @@ class EmptyItemsTest {
     }
 
     @ParameterizedTest
-    @ValueSource(longs = {1L << 40, 1L << 62, -(1L << 62)})
+    @ValueSource(longs = {1L << 40, 1L << 62, -(1L << 62), Long.MIN_VALUE})
     void aHugeCountIsRefusedAtOnce(long count) {
         for (Schema schema : SCHEMAS) {
             refusedAtOnce(value(count), schema);
         }
+    }
+
+    @Test
+    void theRefusalSaysWhatTheBodyClaims() {
+        AlertDecodeException exc = assertThrows(AlertDecodeException.class,
+                () -> AvroAlerts.decodeConfluent(value(1L << 40), id -> NULLS));
+        assertEquals("the Avro body claims a block of 1099511627776 items at byte 7, more than a body of 8 bytes "
+                + "can hold (one item a byte and 65536 of a type that takes no bytes): the bytes are damaged",
+                exc.getMessage());
+        exc = assertThrows(AlertDecodeException.class,
+                () -> AvroAlerts.decodeConfluent(value(Long.MIN_VALUE), id -> NULLS));
+        assertTrue(exc.getMessage().contains("a block of 9223372036854775808 items"), exc.getMessage());
+    }
+
+    @Test
+    void avrosOwnRefusalOfAHugeCountIsAnAlertDecodeException() {
+        // Longs take bytes, so the body is not walked: Avro refuses the count, in its own words.
+        Schema longs = parse("{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"id\",\"type\":\"long\"},"
+                + "{\"name\":\"f\",\"type\":{\"type\":\"array\",\"items\":\"long\"}}]}");
+        assertFalse(EmptyItems.holdsEmptyItems(longs));
+        AlertDecodeException exc = assertThrows(AlertDecodeException.class,
+                () -> AvroAlerts.decodeConfluent(value(1L << 40), id -> longs));
+        assertTrue(exc.getMessage().contains("does not decode") && exc.getMessage().contains("larger than"),
+                exc.getMessage());
     }
 
     @Test
@@ -154,11 +187,14 @@ class EmptyItemsTest {
 
     @Test
     void aContainerFileClaimingBillionsOfEmptyRecordsGivesItsFirst() throws IOException {
+        // decodeOcf gives the first record of a file: the block's count is not followed.
         Schema empty = parse("{\"type\":\"record\",\"name\":\"E\",\"fields\":[{\"name\":\"x\",\"type\":\"null\"}]}");
+        assertTrue(EmptyItems.holdsEmptyItems(empty));
         long started = System.nanoTime();
         GenericRecord record = AvroAlerts.decodeOcf(container(empty, 1L << 50, new byte[0], CodecFactory.nullCodec()));
         assertEquals(null, record.get("x"));
         assertTrue((System.nanoTime() - started) / 1e9 < 5);
+        assertEquals(null, AvroAlerts.decodeOcf(container(empty, 1, new byte[0], CodecFactory.nullCodec())).get("x"));
     }
 
     @Test
@@ -173,5 +209,51 @@ class EmptyItemsTest {
                 + "{\"name\":\"e\",\"type\":{\"type\":\"array\",\"items\":{\"type\":\"enum\",\"name\":\"One\","
                 + "\"symbols\":[\"A\"]}}}]}")));
         assertFalse(EmptyItems.holdsEmptyItems(AlertTest.ALERT));
+    }
+
+    @Test
+    void ztfsSchemaIsNotWalked() throws IOException {
+        Path packets = Path.of("../../../tests/data/ztf");  // the repository's sample ZTF packets
+        List<Path> files;
+        try (Stream<Path> listing = Files.list(packets)) {
+            files = listing.filter(path -> path.toString().endsWith(".avro")).toList();
+        }
+        assertFalse(files.isEmpty(), "no ZTF packet in " + packets.toAbsolutePath());
+        for (Path file : files) {
+            Schema schema = AvroAlerts.decodeOcf(Files.readAllBytes(file)).getSchema();
+            assertFalse(EmptyItems.holdsEmptyItems(schema), file.toString());
+        }
+    }
+
+    @Test
+    void aCountOfItemsThatTakeBytesBeyondTheHeapIsAnAlertDecodeException() {
+        // Not walked (longs take bytes), but Avro's reader sets aside room for the count a block
+        // claims before reading its items: 2*10^9 of them is more heap than there is.
+        Schema longs = parse("{\"type\":\"record\",\"name\":\"L\",\"fields\":[{\"name\":\"id\",\"type\":\"long\"},"
+                + "{\"name\":\"xs\",\"type\":{\"type\":\"array\",\"items\":\"long\"}}]}");
+        Schema map = parse("{\"type\":\"record\",\"name\":\"M\",\"fields\":[{\"name\":\"id\",\"type\":\"long\"},"
+                + "{\"name\":\"xs\",\"type\":{\"type\":\"map\",\"values\":\"long\"}}]}");
+        for (Schema schema : List.of(longs, map)) {
+            assertFalse(EmptyItems.holdsEmptyItems(schema));
+            long started = System.nanoTime();
+            assertThrows(AlertDecodeException.class,
+                    () -> AvroAlerts.decodeConfluent(value(2_000_000_000L), id -> schema));
+            assertTrue((System.nanoTime() - started) / 1e9 < 5);
+            GenericRecord record = AvroAlerts.decodeConfluent(
+                    AvroAlerts.encodeConfluent(7, record(schema)), id -> schema);
+            assertEquals(3, ((java.util.Collection<?>) (record.get("xs") instanceof java.util.Map<?, ?> m
+                    ? m.values() : (java.util.Collection<?>) record.get("xs"))).size());
+        }
+    }
+
+    private static GenericRecord record(Schema schema) {
+        GenericRecord record = new GenericData.Record(schema);
+        record.put("id", 1L);
+        if (schema.getField("xs").schema().getType() == Schema.Type.MAP) {
+            record.put("xs", java.util.Map.of("a", 1L, "b", 2L, "c", 3L));
+        } else {
+            record.put("xs", List.of(1L, 2L, 3L));
+        }
+        return record;
     }
 }

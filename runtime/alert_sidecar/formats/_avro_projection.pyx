@@ -19,9 +19,9 @@ from libc.stdint cimport int64_t, uint64_t, uint32_t
 from libc.string cimport memcpy
 
 
-# The items of a type that takes no bytes (null, fixed of size 0) one body may
-# hold beyond one item per byte: see Reader.block.
-ZERO_SIZE_ITEMS = 65536
+# The items of a type that takes no bytes one body may hold beyond one item a
+# byte: the SDK's bound (see Reader.block), so that both refuse the same bodies.
+from alert_worker.codecs.empty_items import ZERO_SIZE_ITEMS
 
 
 class AvroBodyError(ValueError):

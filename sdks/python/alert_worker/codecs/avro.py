@@ -100,10 +100,11 @@ def decode_confluent(data: bytes, resolver: SchemaResolver | None = None) -> Any
 
         resolver = rubin_resolver()
     schema = resolver.schema(schema_id)
-    body = io.BytesIO(memoryview(data)[CONFLUENT_HEADER_SIZE:])
+    view = memoryview(data)[CONFLUENT_HEADER_SIZE:]
     read, empty_items = _schemaless_reader(schema)
     if empty_items:
-        check_items(memoryview(data)[CONFLUENT_HEADER_SIZE:], schema)
+        check_items(view, schema)
+    body = io.BytesIO(view)
     try:
         record = read(body, schema, None)
     except RecursionError:
